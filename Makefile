@@ -1,0 +1,24 @@
+# lmfs build. `make` builds ./lmfs and fetches the ONNX Runtime library into ./lib;
+# `make test` runs the whole suite (root and /dev/fuse needed for the mount tests).
+GO ?= go
+ORT_VERSION ?= 1.24.3
+
+.PHONY: all build ort deps test bench clean
+
+all: deps ort build
+
+build:
+	$(GO) build -o lmfs ./cmd/lmfs
+
+ort:
+	ORT_VERSION=$(ORT_VERSION) bash scripts/fetch-ort.sh lib
+
+deps:
+	bash scripts/install-deps.sh
+
+test: all
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+clean:
+	rm -rf lmfs lib build
