@@ -1,0 +1,83 @@
+"""Numpy-only reference evaluator of an exported integer ctxmlp (model/FORMAT.md, exact integers).
+
+Given the npz written by train.py (bag, bag_bias, w1..wN, b1..bN, explut, order, shifts,
+logit_clip), computes for context rows the exact integer logits and frequencies lmfs uses, and
+the ideal code length -log2(freq[target] / sum(freq)) in bits.
+
+Dense products are done as float64 matrix products of integer-valued arrays: every partial sum is an
+integer below 2^24 (FORMAT.md bounds, checked here), far inside float64's exact range, so the
+result is the exact integer sum whatever the summation order.
+"""
+
+import numpy as np
+
+
+class IntModel:
+    def __init__(self, path_or_dict):
+        z = np.load(path_or_dict) if isinstance(path_or_dict, str) else path_or_dict
+        self.K = int(z["order"])
+        self.shifts = [int(s) for s in np.asarray(z["shifts"]).ravel()]
+        self.L = int(z["logit_clip"])
+        self.bag = np.asarray(z["bag"]).astype(np.int8)
+        self.bag_bias = np.asarray(z["bag_bias"]).astype(np.int64)
+        self.ws, self.bs = [], []
+        i = 1
+        while ("w%d" % i) in z:
+            self.ws.append(np.asarray(z["w%d" % i]).astype(np.int8))
+            self.bs.append(np.asarray(z["b%d" % i]).astype(np.int64))
+            i += 1
+        self.explut = np.asarray(z["explut"]).astype(np.int64)
+        self.check()
+        self._wf = [w.astype(np.float64) for w in self.ws]
+
+    def check(self):
+        K, L = self.K, self.L
+        H0 = self.bag.shape[1]
+        assert self.bag.shape == (K * 257, H0)
+        assert self.bag.min() >= -127 and self.bag.max() <= 127
+        assert K * 128 + np.abs(self.bag_bias).max() < 2 ** 24
+        assert len(self.shifts) == len(self.ws) + 1
+        hin = H0
+        for w, b in zip(self.ws, self.bs):
+            assert w.shape[0] == hin and b.shape == (w.shape[1],)
+            assert w.min() >= -127 and w.max() <= 127
+            assert hin * 127 * 128 + np.abs(b).max() < 2 ** 24
+            hin = w.shape[1]
+        assert hin == 256
+        e = self.explut
+        assert e.shape == (2 * L + 1,)
+        assert e.min() >= 1 and e[-1] == e.max() and e.max() <= 2 ** 16 and np.all(np.diff(e) >= 0)
+
+    def logits(self, rows):
+        """rows [n, K] int64 (k*257 + c[k]) -> integer logits [n, 256] int64."""
+        a = np.broadcast_to(self.bag_bias, (rows.shape[0], self.bag.shape[1])).copy()
+        for k in range(self.K):
+            a += self.bag[rows[:, k]]
+        h = np.clip(a >> self.shifts[0], 0, 127)
+        n = len(self.ws)
+        for i in range(n):
+            prod = h.astype(np.float64) @ self._wf[i]
+            a = prod.astype(np.int64) + self.bs[i]
+            if i < n - 1:
+                h = np.clip(a >> self.shifts[i + 1], 0, 127)
+            else:
+                return np.clip(a >> self.shifts[i + 1], -self.L, self.L)
+
+    def freqs(self, rows):
+        lg = self.logits(rows)
+        return self.explut[lg - lg.max(axis=1, keepdims=True) + 2 * self.L]
+
+    def bits(self, rows, targets, chunk=8192):
+        """Code length in bits of each target byte (ideal arithmetic coding of the model's freqs)."""
+        out = np.empty(rows.shape[0], dtype=np.float64)
+        for s in range(0, rows.shape[0], chunk):
+            f = self.freqs(rows[s:s + chunk])
+            tot = f.sum(axis=1)
+            ft = f[np.arange(f.shape[0]), targets[s:s + chunk]]
+            out[s:s + chunk] = np.log2(tot) - np.log2(ft)
+        return out
+
+
+def explut_table(L):
+    i = np.arange(2 * L + 1, dtype=np.float64)
+    return np.maximum(1, np.round(65536.0 * np.exp2((i - 2 * L) / 16.0))).astype(np.uint32)

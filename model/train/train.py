@@ -1,0 +1,373 @@
+#!/usr/bin/python3
+"""Train the lmfs byte model (arch "ctxmlp", model/FORMAT.md) and export it as integers.
+
+One command retrains the default model from scratch (see model/README.md):
+
+    /usr/bin/python3 model/train/train.py --name NAME [--K 16 --h0 512 --hidden 256 --steps N]
+
+Phase 1: float training (Adam, warmup + cosine decay) of the float twin of the integer model:
+    a0 = bag_bias + sum_k bag[k*257 + c[k]],  h0 = clamp(a0, 0, 127/128)
+    a_i = b_i + h_{i-1} W_i,                   h_i = clamp(a_i, 0, 127/128)
+    logit units (1/16 bit) u = 128 * a_N,      p ∝ 2^(u/16)
+Activations are in units of 1/128 (h_int = 128*h), so a layer with shift s has integer weights
+w_int = 2^s * w (bag: 128 * 2^s0 * bag) and integer biases b_int = 128 * 2^s * b + 2^(s-1) (the
+half makes `>> s` round to nearest).
+Phase 2: quantization-aware fine-tuning: shifts are chosen per layer by measuring the weights
+(the power of two minimizing the int8 quantization error), then weights and biases are fake-
+quantized to their integer grids and activations / logits to floor(128 a + 1/2) clamped, all with
+straight-through gradients. In phase 2 the float forward pass equals the integer model exactly
+(every value is a multiple of a power of two well inside float32's 24-bit mantissa).
+Export: integer npz (+ meta.json), checked by the numpy integer evaluator (intmodel.py) on the
+validation slice, then model/train/export.py writes the .lmfsm file.
+
+Checkpoints go to model/train/runs/<name>/ckpt.pt every --ckpt-min minutes; --resume continues.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import data as D  # noqa: E402
+from intmodel import IntModel, explut_table  # noqa: E402
+
+LN2 = math.log(2.0)
+UNIT_NATS = LN2 / 16.0  # one logit unit = 1/16 bit
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+def ste_round(x):
+    return x + (torch.floor(x + 0.5) - x).detach()
+
+
+def ste_clamp(x, lo, hi):
+    return x + (x.clamp(lo, hi) - x).detach()
+
+
+def fq_weight(w, scale):
+    """Fake-quantize to int8 on the grid 1/scale (straight-through)."""
+    q = torch.clamp(torch.floor(w * scale + 0.5), -127, 127) / scale
+    return w + (q - w).detach()
+
+
+def fq_bias(b, scale):
+    q = torch.floor(b * scale + 0.5) / scale
+    return b + (q - b).detach()
+
+
+class CtxMLP(nn.Module):
+    def __init__(self, K, h0, hidden, L=255):
+        super().__init__()
+        self.K, self.h0, self.hidden, self.L = K, h0, list(hidden), L
+        self.bag = nn.Parameter(torch.randn(K * 257, h0) * (0.45 / math.sqrt(K)))
+        self.bag_bias = nn.Parameter(torch.full((h0,), 0.3))
+        dims = [h0] + list(hidden) + [256]
+        self.ws = nn.ParameterList()
+        self.bs = nn.ParameterList()
+        for i in range(len(dims) - 1):
+            fan_in = dims[i]
+            self.ws.append(nn.Parameter(torch.randn(dims[i], dims[i + 1]) * (2.0 / math.sqrt(fan_in))))
+            last = i == len(dims) - 2
+            self.bs.append(nn.Parameter(torch.zeros(dims[i + 1]) if last else torch.full((dims[i + 1],), -0.2)))
+        self.shifts = None  # set for QAT
+
+    def n_dense(self):
+        return len(self.ws)
+
+    def macs(self):
+        dims = [self.h0] + self.hidden + [256]
+        return self.K * self.h0 + sum(dims[i] * dims[i + 1] for i in range(len(dims) - 1))
+
+    def forward(self, rows):
+        """rows [B,K] int64 -> logits in 1/16-bit units [B,256] (float; integers in QAT mode)."""
+        q = self.shifts is not None
+        if q:
+            s0 = 128.0 * 2 ** self.shifts[0]
+            bag = fq_weight(self.bag, s0)
+            bias = fq_bias(self.bag_bias, s0)
+        else:
+            bag, bias = self.bag, self.bag_bias
+        a = F.embedding_bag(rows, bag, mode="sum") + bias
+        n = self.n_dense()
+        for i in range(n):
+            if q:
+                h = torch.clamp(ste_round(a * 128.0), 0, 127) / 128.0
+                sc = 2.0 ** self.shifts[i + 1]
+                w = fq_weight(self.ws[i], sc)
+                b = fq_bias(self.bs[i], 128.0 * sc)
+            else:
+                h = torch.clamp(a, 0, 127.0 / 128.0)
+                w, b = self.ws[i], self.bs[i]
+            a = torch.addmm(b, h, w)
+        u = a * 128.0
+        if q:
+            u = ste_round(u)
+        return ste_clamp(u, -self.L, self.L), u
+
+    def choose_shifts(self):
+        """Per layer, the power-of-two scale minimizing the int8 quantization MSE of the weights."""
+        def best(w, base):
+            w = w.detach()
+            errs = []
+            for s in range(0, 24):
+                sc = base * 2 ** s
+                qw = torch.clamp(torch.floor(w * sc + 0.5), -127, 127) / sc
+                errs.append((float(((qw - w) ** 2).mean()), s))
+            return min(errs)[1]
+        shifts = [best(self.bag, 128.0)]
+        for w in self.ws:
+            shifts.append(best(w, 1.0))
+        return shifts
+
+    def export_arrays(self):
+        assert self.shifts is not None
+        sh = self.shifts
+        out = {}
+        s0 = 128.0 * 2 ** sh[0]
+        out["bag"] = np.clip(np.floor(self.bag.detach().double().numpy() * s0 + 0.5), -127, 127).astype(np.int8)
+        half = lambda s: (1 << (s - 1)) if s > 0 else 0  # noqa: E731
+        out["bag_bias"] = (np.floor(self.bag_bias.detach().double().numpy() * s0 + 0.5) + half(sh[0])).astype(np.int32)
+        for i in range(self.n_dense()):
+            sc = 2.0 ** sh[i + 1]
+            out["w%d" % (i + 1)] = np.clip(np.floor(self.ws[i].detach().double().numpy() * sc + 0.5), -127, 127).astype(np.int8)
+            b = np.floor(self.bs[i].detach().double().numpy() * 128.0 * sc + 0.5) + half(sh[i + 1])
+            lim = 2 ** 24 - 1 - self.ws[i].shape[0] * 127 * 128
+            out["b%d" % (i + 1)] = np.clip(b, -lim, lim).astype(np.int32)
+        out["explut"] = explut_table(self.L)
+        out["order"] = np.int64(self.K)
+        out["shifts"] = np.array(sh, dtype=np.int64)
+        out["logit_clip"] = np.int64(self.L)
+        return out
+
+
+def loss_fn(model, rows, tgt):
+    u, raw = model(rows)
+    ce = F.cross_entropy(u * UNIT_NATS, tgt)
+    pen = torch.relu(raw.abs() - model.L).pow(2).mean() * 1e-4
+    return ce, pen
+
+
+@torch.no_grad()
+def eval_float(model, vset, chunk=16384):
+    model.eval()
+    res = {}
+    for kind, (rows, tgt) in vset.items():
+        tot = 0.0
+        for s in range(0, rows.shape[0], chunk):
+            r = torch.from_numpy(rows[s:s + chunk])
+            t = torch.from_numpy(tgt[s:s + chunk])
+            u, _ = model(r)
+            tot += float(F.cross_entropy(u * UNIT_NATS, t, reduction="sum"))
+        res[kind] = tot / LN2 / rows.shape[0]
+    model.train()
+    return res
+
+
+def eval_int(arrays, vset):
+    im = IntModel(arrays)
+    return {kind: float(im.bits(rows, tgt).mean()) for kind, (rows, tgt) in vset.items()}
+
+
+def fmt(res):
+    return "mix %.4f | " % D.mix_bpb(res) + " ".join("%s %.3f" % (k, v) for k, v in sorted(res.items()))
+
+
+def lr_at(step, args):
+    """Warmup, cosine to lr_min over phase 1; phase 2 (QAT) restarts at qat_lr and decays linearly."""
+    p1 = args.steps - args.qat_steps
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    if step < p1:
+        t = (step - args.warmup) / max(1, p1 - args.warmup)
+        return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
+    t = (step - p1) / max(1, args.qat_steps)
+    return args.qat_lr * (1 - t) + args.lr_min * 0.1 * t
+
+
+def save_ckpt(path, model, opt, state):
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                "shifts": model.shifts}, tmp)
+    os.replace(tmp, path)
+
+
+def export(model, args, state, vset, info, rundir, name, fvres=None):
+    arrays = model.export_arrays()
+    npz = os.path.join(rundir, "weights.npz")
+    np.savez(npz, **arrays)
+    t = time.time()
+    ires = eval_int(arrays, vset)
+    log("integer model (numpy reference) val:", fmt(ires), "(%.0fs)" % (time.time() - t))
+    if fvres is None:
+        fvres = eval_float(model, vset)
+    meta = {
+        "trainer": "model/train/train.py",
+        "corpus_manifest_sha256": info["manifest_sha256"],
+        "val_rule": info["val_rule"],
+        "kind_weights": info["kind_weights"],
+        "hyper": {"K": args.K, "h0": args.h0, "hidden": args.hidden, "logit_clip": args.L,
+                  "batch": args.batch, "lr": args.lr, "lr_min": args.lr_min, "warmup": args.warmup,
+                  "steps": args.steps, "qat_steps": args.qat_steps, "qat_lr": args.qat_lr,
+                  "seed": args.seed, "optimizer": "Adam(0.9,0.98)"},
+        "macs_per_byte": model.macs(),
+        "steps_done": state["step"],
+        "tokens": state["tokens"],
+        "wall_seconds": round(state["elapsed"], 1),
+        "val_bpb_qat_float": {k: round(v, 4) for k, v in fvres.items()},
+        "val_bpb_int": {k: round(v, 4) for k, v in ires.items()},
+        "val_bpb_int_mix": round(D.mix_bpb(ires), 4),
+        "val_bpb_float_phase1_mix": state.get("float_mix"),
+        "val_bpb_float_phase1": state.get("float_val"),
+    }
+    mpath = os.path.join(rundir, "meta.json")
+    with open(mpath, "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    exp = os.path.join(HERE, "export.py")
+    out = os.path.join(rundir, name + ".lmfsm")
+    if os.path.exists(exp):
+        r = subprocess.run([sys.executable, exp, "--npz", npz, "--out", out, "--name", name,
+                            "--train-json", mpath], capture_output=True, text=True)
+        log("export.py:", r.stdout.strip(), r.stderr.strip())
+    else:
+        log("export.py not found: wrote", npz, mpath)
+    return meta
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--K", type=int, default=16)
+    ap.add_argument("--h0", type=int, default=512)
+    ap.add_argument("--hidden", type=str, default="256", help="comma-separated hidden widths after the bag")
+    ap.add_argument("--L", type=int, default=255)
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--qat-frac", type=float, default=0.12)
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr-min", type=float, default=5e-5)
+    ap.add_argument("--qat-lr", type=float, default=3e-4)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-every", type=int, default=2000)
+    ap.add_argument("--val-blocks", type=int, default=48)
+    ap.add_argument("--ckpt-min", type=float, default=5.0)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export the latest checkpoint; a phase-1 checkpoint gets --qat-now steps of QAT first")
+    ap.add_argument("--qat-now", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rundir", default=None)
+    args = ap.parse_args()
+    args.hidden = [int(x) for x in args.hidden.split(",") if x]
+    args.qat_steps = int(args.steps * args.qat_frac)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+
+    rundir = args.rundir or os.path.join(HERE, "runs", args.name)
+    os.makedirs(rundir, exist_ok=True)
+    ckpt = os.path.join(rundir, "ckpt.pt")
+
+    t0 = time.time()
+    train, val, info = D.load_corpus()
+    vset = D.val_set(val, args.K, blocks_per_kind=args.val_blocks)
+    log("corpus", info["manifest_sha256"][:16], "val positions",
+        {k: v[0].shape[0] for k, v in vset.items()}, "load %.1fs" % (time.time() - t0))
+
+    model = CtxMLP(args.K, args.h0, args.hidden, args.L)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    state = {"step": 0, "tokens": 0, "elapsed": 0.0, "args": vars(args)}
+    sampler = D.Sampler(train, args.K, seed=args.seed)
+    if (args.resume or args.export_only) and os.path.exists(ckpt):
+        ck = torch.load(ckpt)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        model.shifts = ck["shifts"]
+        sampler.rng = np.random.default_rng([args.seed, state["step"]])
+        log("resumed at step", state["step"], "shifts", model.shifts)
+    log("model K=%d h0=%d hidden=%s params=%d macs/byte=%d" % (
+        args.K, args.h0, args.hidden, sum(p.numel() for p in model.parameters()), model.macs()))
+
+    if args.export_only:
+        if model.shifts is None:
+            state["float_val"] = eval_float(model, vset)
+            state["float_mix"] = D.mix_bpb(state["float_val"])
+            model.shifts = model.choose_shifts()
+            log("float val:", fmt(state["float_val"]), "-> shifts", model.shifts)
+            for g in opt.param_groups:
+                g["lr"] = args.qat_lr * 0.3
+            for i in range(args.qat_now):
+                rows, tgt = sampler.batch(args.batch)
+                ce, pen = loss_fn(model, torch.from_numpy(rows), torch.from_numpy(tgt))
+                opt.zero_grad()
+                (ce + pen).backward()
+                opt.step()
+        export(model, args, state, vset, info, rundir, args.name)
+        return
+
+    p1 = args.steps - args.qat_steps
+    last_ck = time.time()
+    tstart = time.time() - state["elapsed"]
+    run_ce = None
+    tl = time.time()
+    while state["step"] < args.steps:
+        step = state["step"]
+        if step == p1 and model.shifts is None:
+            fv = eval_float(model, vset)
+            state["float_val"], state["float_mix"] = fv, D.mix_bpb(fv)
+            log("end of float phase, val:", fmt(fv))
+            model.shifts = model.choose_shifts()
+            arrays = model.export_arrays()
+            log("shifts", model.shifts, "post-training-quantized (int) val:", fmt(eval_int(arrays, vset)))
+            # fresh moments for the quantized phase
+            opt = torch.optim.Adam(model.parameters(), lr=args.qat_lr, betas=(0.9, 0.98), eps=1e-8)
+        lr = lr_at(step, args)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        rows, tgt = sampler.batch(args.batch)
+        ce, pen = loss_fn(model, torch.from_numpy(rows), torch.from_numpy(tgt))
+        opt.zero_grad(set_to_none=True)
+        (ce + pen).backward()
+        opt.step()
+        state["step"] += 1
+        state["tokens"] += args.batch
+        c = float(ce) / LN2
+        run_ce = c if run_ce is None else 0.98 * run_ce + 0.02 * c
+        if state["step"] % 200 == 0:
+            now = time.time()
+            log("step %d lr %.2e train %.4f bpb  %.0f tok/s  %s" % (
+                state["step"], lr, run_ce, 200 * args.batch / (now - tl), "qat" if model.shifts else "float"))
+            tl = now
+        state["elapsed"] = time.time() - tstart
+        if state["step"] % args.eval_every == 0 or state["step"] == args.steps:
+            log("val step %d tokens %.1fM: %s" % (state["step"], state["tokens"] / 1e6, fmt(eval_float(model, vset))))
+            tl = time.time()
+        if time.time() - last_ck > args.ckpt_min * 60 or state["step"] == args.steps:
+            save_ckpt(ckpt, model, opt, state)
+            last_ck = time.time()
+    fv = eval_float(model, vset)
+    log("final QAT model val (float forward):", fmt(fv))
+    meta = export(model, args, state, vset, info, rundir, args.name, fvres=fv)
+    log("done: int mix %.4f, %.1fM tokens, %.0f s" % (meta["val_bpb_int_mix"], state["tokens"] / 1e6, state["elapsed"]))
+
+
+if __name__ == "__main__":
+    main()
