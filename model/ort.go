@@ -1,0 +1,420 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// ONNX Runtime backend. onnxruntime_go keeps one process-global environment bound to one
+// shared library: the first NewORTRunner loads it, and later calls must name the same
+// library (or none). Sessions are created per runner and never shared across runners.
+
+// MinORTVersion is the oldest ONNX Runtime library this build accepts (onnxruntime_go
+// v1.27.0 needs C API version 24).
+const MinORTVersion = "1.24"
+
+// ErrORTUnavailable wraps every reason NewORTRunner cannot use ONNX Runtime.
+var ErrORTUnavailable = errors.New("ONNX Runtime unavailable")
+
+var ortState struct {
+	mu   sync.Mutex
+	path string // library loaded into this process; "" until one loads
+}
+
+// maxRunRows bounds the rows of one ORT Run (and so each session's buffers).
+const maxRunRows = 1024
+
+// minSplitRows: Predict splits a batch across sessions only when each part gets at least
+// this many rows (below it, the goroutine hand-off costs more than it saves).
+const minSplitRows = 16
+
+// FindORTLibrary returns the library path Open would try: o.LibPath, $LMFS_ORT_LIB, then
+// lib/libonnxruntime.so.1 next to the executable, in ../lib from it, and in lib/ or ../lib
+// from the working directory; when none exists, the bare name for the system's search.
+func FindORTLibrary(libPath string) string {
+	if libPath != "" {
+		return libPath
+	}
+	if p := os.Getenv("LMFS_ORT_LIB"); p != "" {
+		return p
+	}
+	var dirs []string
+	if exe, err := os.Executable(); err == nil {
+		d := filepath.Dir(exe)
+		dirs = append(dirs, filepath.Join(d, "lib"), filepath.Join(d, "..", "lib"))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		dirs = append(dirs, filepath.Join(wd, "lib"), filepath.Join(wd, "..", "lib"))
+	}
+	for _, d := range dirs {
+		for _, name := range []string{"libonnxruntime.so.1", "libonnxruntime.so", "libonnxruntime.dylib"} {
+			p := filepath.Join(d, name)
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return filepath.Clean(p)
+			}
+		}
+	}
+	return "libonnxruntime.so.1"
+}
+
+// initORT loads the library once per process. A failed load may be retried (with the
+// same or another path); a successful one binds the process to that library.
+func initORT(path string) error {
+	ortState.mu.Lock()
+	defer ortState.mu.Unlock()
+	if ortState.path != "" {
+		if ortState.path != path {
+			return fmt.Errorf("%w: this process already loaded %s, cannot load %s too", ErrORTUnavailable, ortState.path, path)
+		}
+		return nil
+	}
+	if ort.IsInitialized() {
+		// Someone else in the process initialized onnxruntime_go; use what it loaded.
+		ortState.path = path
+		return checkORTVersion()
+	}
+	ort.SetSharedLibraryPath(path)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return fmt.Errorf("%w: load %s (need ONNX Runtime %s or newer): %v", ErrORTUnavailable, path, MinORTVersion, err)
+	}
+	if err := checkORTVersion(); err != nil {
+		ort.DestroyEnvironment()
+		return err
+	}
+	ortState.path = path
+	return nil
+}
+
+func checkORTVersion() error {
+	v := ort.GetVersion()
+	if !versionAtLeast(v, MinORTVersion) {
+		return fmt.Errorf("%w: library version %q, need %s or newer", ErrORTUnavailable, v, MinORTVersion)
+	}
+	return nil
+}
+
+func versionAtLeast(v, min string) bool {
+	a, b := strings.Split(v, "."), strings.Split(min, ".")
+	for i := range b {
+		if i >= len(a) {
+			return false
+		}
+		x, err1 := strconv.Atoi(a[i])
+		y, err2 := strconv.Atoi(b[i])
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if x != y {
+			return x > y
+		}
+	}
+	return true
+}
+
+// ortVersion is the loaded library's version, or "" before one loads.
+func ortVersion() string {
+	if !ort.IsInitialized() {
+		return ""
+	}
+	return ort.GetVersion()
+}
+
+type ortRunner struct {
+	m        *Model
+	backend  string
+	sessions []*ortSession
+	pool     chan *ortSession
+	close    sync.Once
+}
+
+type ortSession struct {
+	s   *ort.DynamicAdvancedSession
+	m   *Model
+	idx []int64
+	flt []float32
+	lgi []int32
+}
+
+// NewORTRunner evaluates m with ONNX Runtime. It loads the library (see FindORTLibrary),
+// creates o.Sessions sessions with o.Threads intra-op threads each on o.Device, and runs
+// the self-test: every session's output on a fixed probe batch must equal the Go
+// evaluator's bit for bit. Errors wrap ErrORTUnavailable.
+func NewORTRunner(m *Model, o Options) (Runner, error) {
+	path := FindORTLibrary(o.LibPath)
+	if err := initORT(path); err != nil {
+		return nil, err
+	}
+	nsess := o.Sessions
+	if nsess <= 0 {
+		nsess = DefaultSessions
+	}
+	threads := o.Threads
+	if threads <= 0 {
+		threads = DefaultThreads
+	}
+	device := strings.ToLower(o.Device)
+	var r *ortRunner
+	var err error
+	switch device {
+	case "", "auto":
+		r, err = newORTRunner(m, nsess, threads, true)
+		if err != nil {
+			o.logger().Info("model runner: CUDA unavailable, using ONNX Runtime on the CPU", "err", err)
+			r, err = newORTRunner(m, nsess, threads, false)
+		}
+	case "cpu":
+		r, err = newORTRunner(m, nsess, threads, false)
+	case "cuda":
+		r, err = newORTRunner(m, nsess, threads, true)
+	default:
+		return nil, fmt.Errorf("%w: unknown device %q (auto, cpu or cuda)", ErrORTUnavailable, o.Device)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func newORTRunner(m *Model, nsess, threads int, cuda bool) (*ortRunner, error) {
+	r := &ortRunner{m: m, backend: "ort-cpu", pool: make(chan *ortSession, nsess)}
+	if cuda {
+		r.backend = "ort-cuda"
+	}
+	for i := 0; i < nsess; i++ {
+		s, err := newORTSession(m, threads, cuda)
+		if err != nil {
+			r.destroy()
+			return nil, err
+		}
+		r.sessions = append(r.sessions, s)
+	}
+	if err := r.selfTest(); err != nil {
+		r.destroy()
+		return nil, err
+	}
+	for _, s := range r.sessions {
+		r.pool <- s
+	}
+	return r, nil
+}
+
+func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("%w: session options: %v", ErrORTUnavailable, err)
+	}
+	defer opts.Destroy()
+	if err := opts.SetIntraOpNumThreads(threads); err != nil {
+		return nil, fmt.Errorf("%w: set threads: %v", ErrORTUnavailable, err)
+	}
+	if err := opts.SetInterOpNumThreads(1); err != nil {
+		return nil, fmt.Errorf("%w: set inter-op threads: %v", ErrORTUnavailable, err)
+	}
+	if cuda {
+		cu, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return nil, fmt.Errorf("%w: CUDA provider options: %v", ErrORTUnavailable, err)
+		}
+		defer cu.Destroy()
+		// TF32 would round the float32 products: never allowed (FORMAT.md).
+		if err := cu.Update(map[string]string{"device_id": "0", "use_tf32": "0"}); err != nil {
+			return nil, fmt.Errorf("%w: CUDA provider options: %v", ErrORTUnavailable, err)
+		}
+		if err := opts.AppendExecutionProviderCUDA(cu); err != nil {
+			return nil, fmt.Errorf("%w: CUDA provider: %v", ErrORTUnavailable, err)
+		}
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.onnx, []string{"ctx"}, []string{"logits"}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create session for %s: %v", ErrORTUnavailable, m.Name(), err)
+	}
+	return &ortSession{s: s, m: m}, nil
+}
+
+// logits runs the graph on n <= maxRunRows rows and returns n*256 integer logits.
+func (s *ortSession) logits(ctx []uint16, n int) ([]int32, error) {
+	k := s.m.order
+	if cap(s.idx) < n*k {
+		s.idx = make([]int64, n*k)
+		s.flt = make([]float32, n*Outputs)
+		s.lgi = make([]int32, n*Outputs)
+	}
+	idx, flt, lgi := s.idx[:n*k], s.flt[:n*Outputs], s.lgi[:n*Outputs]
+	for i, c := range ctx[:n*k] {
+		idx[i] = int64(i%k)*Symbols + int64(c)
+	}
+	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(k)), idx)
+	if err != nil {
+		return nil, fmt.Errorf("ort input tensor: %w", err)
+	}
+	defer in.Destroy()
+	out, err := ort.NewTensor(ort.NewShape(int64(n), Outputs), flt)
+	if err != nil {
+		return nil, fmt.Errorf("ort output tensor: %w", err)
+	}
+	defer out.Destroy()
+	if err := s.s.Run([]ort.Value{in}, []ort.Value{out}); err != nil {
+		return nil, fmt.Errorf("ort run: %w", err)
+	}
+	clip := float32(s.m.clip)
+	for i, f := range flt {
+		// The graph must return integers in [-L, L]; anything else is a broken graph,
+		// reported instead of indexing explut out of range.
+		if !(f >= -clip && f <= clip) || f != float32(math.Floor(float64(f))) {
+			return nil, fmt.Errorf("ort run: logit %v at %d is not an integer in [-%d, %d]", f, i, s.m.clip, s.m.clip)
+		}
+		lgi[i] = int32(f)
+	}
+	return lgi, nil
+}
+
+// predict runs rows in chunks of maxRunRows and writes frequencies.
+func (s *ortSession) predict(ctx []uint16, out []uint32) error {
+	k := s.m.order
+	n := len(ctx) / k
+	for lo := 0; lo < n; lo += maxRunRows {
+		c := min(maxRunRows, n-lo)
+		lg, err := s.logits(ctx[lo*k:(lo+c)*k], c)
+		if err != nil {
+			return err
+		}
+		for r := 0; r < c; r++ {
+			s.m.freqs(lg[r*Outputs:(r+1)*Outputs], out[(lo+r)*Outputs:(lo+r+1)*Outputs])
+		}
+	}
+	return nil
+}
+
+func (r *ortRunner) Order() int      { return r.m.order }
+func (r *ortRunner) Backend() string { return r.backend }
+
+func (r *ortRunner) Predict(ctx []uint16, out []uint32) error {
+	k := r.m.order
+	n, err := checkBatch(k, ctx, out)
+	if err != nil || n == 0 {
+		return err
+	}
+	parts := 1
+	if n >= 2*minSplitRows {
+		parts = min(len(r.sessions), n/minSplitRows)
+	}
+	if parts <= 1 {
+		s := <-r.pool
+		defer func() { r.pool <- s }()
+		return s.predict(ctx, out)
+	}
+	per := (n + parts - 1) / parts
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		lo, hi := p*per, min((p+1)*per, n)
+		if lo >= hi {
+			break
+		}
+		wg.Go(func() {
+			s := <-r.pool
+			defer func() { r.pool <- s }()
+			errs[p] = s.predict(ctx[lo*k:hi*k], out[lo*Outputs:hi*Outputs])
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close waits for running Predict calls and destroys the sessions.
+func (r *ortRunner) Close() error {
+	r.close.Do(func() {
+		for range r.sessions {
+			<-r.pool
+		}
+		r.destroy()
+	})
+	return nil
+}
+
+func (r *ortRunner) destroy() {
+	for _, s := range r.sessions {
+		s.s.Destroy()
+	}
+	r.sessions = nil
+}
+
+// ProbeContexts is the fixed batch of the ORT self-test: the all-256 context, 257 rows
+// that together use every bag row (symbol (r+37k) mod 257 at position k), and 190
+// pseudo-random rows, some cut short by 256s like the starts of blocks.
+func ProbeContexts(order int) []uint16 {
+	var ctx []uint16
+	for k := 0; k < order; k++ {
+		ctx = append(ctx, 256)
+	}
+	for r := 0; r < Symbols; r++ {
+		for k := 0; k < order; k++ {
+			ctx = append(ctx, uint16((r+37*k)%Symbols))
+		}
+	}
+	rng := rand.New(rand.NewPCG(0x6c6d6673, 1))
+	for r := 0; r < 190; r++ {
+		start := order
+		if r%3 == 0 {
+			start = rng.IntN(order + 1)
+		}
+		for k := 0; k < order; k++ {
+			if k >= start {
+				ctx = append(ctx, 256)
+			} else {
+				ctx = append(ctx, uint16(rng.IntN(256)))
+			}
+		}
+	}
+	return ctx
+}
+
+// selfTest compares every session with the Go evaluator on the probe batch, as one run
+// and row by row for the first rows; any differing logit refuses ORT.
+func (r *ortRunner) selfTest() error {
+	m := r.m
+	k := m.order
+	probe := ProbeContexts(k)
+	n := len(probe) / k
+	want := make([]int32, n*Outputs)
+	if err := m.Logits(probe, want); err != nil {
+		return err
+	}
+	check := func(si, row0 int, got []int32) error {
+		for i, g := range got {
+			if w := want[row0*Outputs+i]; g != w {
+				return fmt.Errorf("%w: self-test failed (%s, session %d): row %d logit %d is %d, the Go evaluator says %d",
+					ErrORTUnavailable, r.backend, si, row0+i/Outputs, i%Outputs, g, w)
+			}
+		}
+		return nil
+	}
+	for si, s := range r.sessions {
+		got, err := s.logits(probe, n)
+		if err != nil {
+			return fmt.Errorf("%w: self-test (%s, session %d): %v", ErrORTUnavailable, r.backend, si, err)
+		}
+		if err := check(si, 0, got); err != nil {
+			return err
+		}
+		for row := 0; row < 3; row++ {
+			got, err := s.logits(probe[row*k:(row+1)*k], 1)
+			if err != nil {
+				return fmt.Errorf("%w: self-test (%s, session %d): %v", ErrORTUnavailable, r.backend, si, err)
+			}
+			if err := check(si, row, got); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
