@@ -95,9 +95,26 @@ def read_manifest():
     return out
 
 
-def is_val(path):
+def path_hash(path):
     h = hashlib.sha256(("lmfs-val:" + path).encode()).digest()
-    return int.from_bytes(h[:4], "little") % 100 < VAL_PERCENT
+    return int.from_bytes(h[:4], "little")
+
+
+def val_files(recs):
+    """The validation files: every file whose path hash % 100 < VAL_PERCENT, plus, in every group
+    of at least 3 files, the file of at most 1.5 MB with the smallest path hash (so that small groups
+    such as the photos, ELF files or PDFs are represented in validation too)."""
+    out = set()
+    groups = {}
+    for rec in recs:
+        if path_hash(rec["file"]) % 100 < VAL_PERCENT:
+            out.add(rec["file"])
+        groups.setdefault(rec["group"], []).append(rec)
+    for g, rs in groups.items():
+        small = [r["file"] for r in rs if r["bytes"] <= 1500000]
+        if len(rs) >= 3 and small:
+            out.add(min(small, key=path_hash))
+    return out
 
 
 class Split:
@@ -144,9 +161,10 @@ def load_corpus(verify=True):
     recs = read_manifest()
     chunks = {}
     splits = {}
+    vfiles = val_files(recs)
     for rec in recs:
         kind = rec["file"].split("/", 1)[0]
-        which = "val" if is_val(rec["file"]) else "train"
+        which = "val" if rec["file"] in vfiles else "train"
         key = (which, kind)
         if key not in splits:
             splits[key] = Split(kind)
@@ -163,7 +181,8 @@ def load_corpus(verify=True):
         "train_bytes": {k: v.total for k, v in train.items()},
         "val_bytes": {k: v.total for k, v in val.items()},
         "val_files": {k: len(v.files) for k, v in val.items()},
-        "val_rule": "sha256('lmfs-val:'+path)[:4] as little-endian uint32 %% 100 < %d" % VAL_PERCENT,
+        "val_rule": "h = sha256('lmfs-val:'+path)[:4] as little-endian uint32; val if h %% 100 < %d "
+                    "or h is the smallest among the files <= 1.5 MB of its group (groups of >= 3 files)" % VAL_PERCENT,
         "kind_weights": KIND_WEIGHTS,
     }
     return train, val, info
