@@ -64,6 +64,9 @@ def main():
     p.add_argument("--seed", type=int, default=20240611)
     p.add_argument("--name", default=None)
     p.add_argument("--out", default=os.path.join(here, "..", "testdata", "tiny.lmfsm"))
+    p.add_argument("--golden", default=None,
+                   help="also write expected frequencies for fixed contexts (JSON); default: next to "
+                        "the default --out as tiny.golden.json")
     args = p.parse_args()
     widths = [int(x) for x in args.widths.split(",")]
     arrays = make_arrays(args.order, widths, args.clip, args.seed)
@@ -72,6 +75,45 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     data = export.export_model(arrays, name, args.out, train)
     print(f"make_fixture: wrote {args.out} ({len(data)} bytes), shifts {list(arrays['shifts'])}")
+    golden = args.golden
+    if golden is None and args.out == p.get_default("out"):
+        golden = os.path.join(os.path.dirname(args.out), "tiny.golden.json")
+    if golden:
+        write_golden(golden, arrays, data)
+        print(f"make_fixture: wrote {golden}")
+
+
+def golden_contexts(order, seed=7):
+    """Fixed contexts: block start, text, all-same bytes, every symbol once, random rows."""
+    rows = [[256] * order]
+    text = b"The quick brown fox jumps over the lazy dog. <html><body>lmfs</body></html>\n\x00\xff"
+    for end in (1, 5, 20, 44, 60, len(text)):
+        prev = list(text[:end][::-1][:order])
+        rows.append(prev + [256] * (order - len(prev)))
+    rows.append([0] * order)
+    rows.append([255] * order)
+    rows.append([(37 * k + 11) % 257 for k in range(order)])
+    rng = np.random.default_rng(seed)
+    for _ in range(14):
+        rows.append([int(x) for x in rng.integers(0, 257, size=order)])
+    return rows
+
+
+def write_golden(path, arrays, data):
+    """Expected frequencies from export.reference_logits (numpy, independent of the Go code)."""
+    import hashlib
+    import json
+    m = export.validate(arrays)
+    ctx = np.array(golden_contexts(m["order"]), dtype=np.int64)
+    lg = export.reference_logits(m, ctx)
+    freq = m["explut"][lg - lg.max(axis=1, keepdims=True) + 2 * m["logit_clip"]]
+    out = {"model_sha256": hashlib.sha256(data).hexdigest(),
+           "note": "c[0] is the most recent symbol; freq = explut[logit - max + 2L] (model/FORMAT.md)",
+           "rows": [{"ctx": [int(c) for c in r], "logits": [int(v) for v in lr], "freq": [int(f) for f in fr]}
+                    for r, lr, fr in zip(ctx, lg, freq)]}
+    with open(path, "w") as f:
+        json.dump(out, f, separators=(",", ":"))
+        f.write("\n")
 
 
 if __name__ == "__main__":

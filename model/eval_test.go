@@ -1,0 +1,222 @@
+package model
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"testing"
+)
+
+func loadTiny(t testing.TB) *Model {
+	t.Helper()
+	m, err := Load("testdata/tiny.lmfsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestGolden pins the Go evaluator to frequencies computed by the exporter's numpy
+// reference (model/train/make_fixture.py writes both files): any change of the evaluator's
+// results is caught here.
+func TestGolden(t *testing.T) {
+	m := loadTiny(t)
+	raw, err := os.ReadFile("testdata/tiny.golden.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		ModelSHA256 string `json:"model_sha256"`
+		Rows        []struct {
+			Ctx    []uint16 `json:"ctx"`
+			Logits []int32  `json:"logits"`
+			Freq   []uint32 `json:"freq"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(raw, &g); err != nil {
+		t.Fatal(err)
+	}
+	id := m.ID()
+	if hex.EncodeToString(id[:]) != g.ModelSHA256 {
+		t.Fatalf("golden file is for model %s, testdata/tiny.lmfsm is %x", g.ModelSHA256, id)
+	}
+	if len(g.Rows) < 20 {
+		t.Fatalf("only %d golden rows", len(g.Rows))
+	}
+	r := NewGoRunner(m)
+	var ctx []uint16
+	var want []uint32
+	for i, row := range g.Rows {
+		out := make([]uint32, Outputs)
+		if err := r.Predict(row.Ctx, out); err != nil {
+			t.Fatal(err)
+		}
+		lg := make([]int32, Outputs)
+		if err := m.Logits(row.Ctx, lg); err != nil {
+			t.Fatal(err)
+		}
+		for j := range Outputs {
+			if lg[j] != row.Logits[j] || out[j] != row.Freq[j] {
+				t.Fatalf("row %d (ctx %v) symbol %d: logit %d freq %d, golden %d %d",
+					i, row.Ctx, j, lg[j], out[j], row.Logits[j], row.Freq[j])
+			}
+		}
+		ctx = append(ctx, row.Ctx...)
+		want = append(want, row.Freq...)
+	}
+	// The whole golden set as one batch gives the same rows.
+	got := make([]uint32, len(want))
+	if err := r.Predict(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("batched: entry %d is %d, golden %d", i, got[i], want[i])
+		}
+	}
+}
+
+// naiveLogits is FORMAT.md's semantics written as plainly as possible, in int64.
+func naiveLogits(s *spec, c []uint16) []int64 {
+	h0 := s.widths[0]
+	a := make([]int64, h0)
+	for j := range a {
+		a[j] = int64(s.bagBias[j])
+		for k := range s.order {
+			a[j] += int64(s.bag[(k*Symbols+int(c[k]))*h0+j])
+		}
+	}
+	clamp := func(v, lo, hi int64) int64 { return min(max(v, lo), hi) }
+	h := make([]int64, h0)
+	for j := range a {
+		h[j] = clamp(a[j]>>s.shifts[0], 0, 127)
+	}
+	for li := range s.ws {
+		in, out := s.widths[li], s.widths[li+1]
+		a = make([]int64, out)
+		for j := range out {
+			a[j] = int64(s.bs[li][j])
+			for i := range in {
+				a[j] += h[i] * int64(s.ws[li][i*out+j])
+			}
+		}
+		h = make([]int64, out)
+		for j := range a {
+			if li == len(s.ws)-1 {
+				h[j] = clamp(a[j]>>s.shifts[li+1], -int64(s.clip), int64(s.clip))
+			} else {
+				h[j] = clamp(a[j]>>s.shifts[li+1], 0, 127)
+			}
+		}
+	}
+	return h
+}
+
+func randomContexts(rng *rand.Rand, order, n int) []uint16 {
+	ctx := make([]uint16, order*n)
+	for r := range n {
+		start := order
+		if rng.IntN(4) == 0 {
+			start = rng.IntN(order + 1) // near a block start: the rest is 256
+		}
+		for k := range order {
+			if k >= start {
+				ctx[r*order+k] = 256
+			} else {
+				ctx[r*order+k] = uint16(rng.IntN(256))
+			}
+		}
+	}
+	return ctx
+}
+
+// TestEvalMatchesNaive checks the optimized evaluator against naiveLogits on random
+// models of several shapes (odd widths exercise the unrolled loops' tails).
+func TestEvalMatchesNaive(t *testing.T) {
+	shapes := []struct {
+		order  int
+		widths []int
+	}{{1, []int{1}}, {3, []int{7, 5}}, {8, []int{64, 64}}, {5, []int{33, 17, 9}}, {16, []int{40}}}
+	for si, sh := range shapes {
+		s := randomSpec(uint64(100+si), sh.order, sh.widths)
+		m, err := Parse(s.file(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(uint64(si), 7))
+		n := 300
+		ctx := randomContexts(rng, sh.order, n)
+		got := make([]int32, n*Outputs)
+		if err := m.Logits(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		nonzero := 0
+		for r := range n {
+			want := naiveLogits(s, ctx[r*sh.order:(r+1)*sh.order])
+			for j, w := range want {
+				if int64(got[r*Outputs+j]) != w {
+					t.Fatalf("shape %v row %d symbol %d: %d, naive %d", sh, r, j, got[r*Outputs+j], w)
+				}
+				if w != 0 {
+					nonzero++
+				}
+			}
+		}
+		if nonzero == 0 {
+			t.Errorf("shape %v: all logits zero, the test proves little", sh)
+		}
+	}
+}
+
+func TestGoRunnerErrors(t *testing.T) {
+	m := loadTiny(t)
+	r := NewGoRunner(m)
+	if r.Order() != 8 || r.Backend() != "go" {
+		t.Fatalf("order %d backend %q", r.Order(), r.Backend())
+	}
+	ctx := make([]uint16, 16)
+	if err := r.Predict(ctx[:7], make([]uint32, 256)); err == nil {
+		t.Error("7 symbols for order 8: no error")
+	}
+	if err := r.Predict(ctx, make([]uint32, 256)); err == nil {
+		t.Error("out too short: no error")
+	}
+	ctx[3] = 257
+	if err := r.Predict(ctx, make([]uint32, 512)); err == nil {
+		t.Error("symbol 257: no error")
+	}
+	if err := r.Predict(nil, nil); err != nil {
+		t.Errorf("empty batch: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestFrequencies checks the explut contract on the tiny model: every entry in 1..2^16,
+// the most likely symbol gets exactly explut[2L].
+func TestFrequencies(t *testing.T) {
+	m := loadTiny(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	n := 200
+	ctx := randomContexts(rng, m.Order(), n)
+	out := make([]uint32, n*Outputs)
+	if err := NewGoRunner(m).Predict(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	top := m.explut[2*m.clip]
+	for r := range n {
+		row := out[r*Outputs : (r+1)*Outputs]
+		var mx uint32
+		for _, f := range row {
+			if f < 1 || f > MaxExp {
+				t.Fatalf("row %d: frequency %d", r, f)
+			}
+			mx = max(mx, f)
+		}
+		if mx != top {
+			t.Fatalf("row %d: max frequency %d, want explut[2L] = %d", r, mx, top)
+		}
+	}
+}
