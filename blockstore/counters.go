@@ -1,0 +1,266 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"sync"
+	"syscall"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/codec"
+)
+
+const (
+	counterNextIno = "next_ino"
+	counterStats   = "stats"
+	counterClean   = "clean"
+	firstCookie    = 3 // readdir offsets 1 and 2 are "." and ".."
+)
+
+// CodecUse is what the blocks of one codec hold.
+type CodecUse struct {
+	Blocks int64 `json:"blocks"`
+	Raw    int64 `json:"raw_bytes"`    // logical bytes in these blocks
+	Stored int64 `json:"stored_bytes"` // record bytes (header + payload)
+}
+
+// Delta is a change of the counters by one operation.
+type Delta struct {
+	Files, Dirs, Symlinks, Others int64
+	Logical                       int64
+	Pending                       int64
+	codec                         [8]CodecUse
+}
+
+// addBlock accounts for a new or removed (sign -1) block record.
+func (d *Delta) addBlock(rec []byte, sign int64) {
+	if len(rec) < codec.HeaderSize {
+		return
+	}
+	h, _, err := codec.ParseHeader(rec)
+	id := int(rec[0])
+	if id >= len(d.codec) {
+		id = 0
+	}
+	u := &d.codec[id]
+	u.Blocks += sign
+	u.Stored += sign * int64(len(rec))
+	if err == nil {
+		u.Raw += sign * int64(h.RawLen)
+		if h.Flags&codec.FlagPending != 0 {
+			d.Pending += sign
+		}
+	}
+}
+
+// Counters is a snapshot of the store's counters.
+type Counters struct {
+	Files    int64               `json:"files"`
+	Dirs     int64               `json:"dirs"`
+	Symlinks int64               `json:"symlinks"`
+	Others   int64               `json:"others"`
+	Logical  int64               `json:"logical_bytes"`
+	Pending  int64               `json:"pending_blocks"`
+	Codecs   map[string]CodecUse `json:"codecs"`
+}
+
+// Stored is the sum of all block records' bytes.
+func (c Counters) Stored() (blocks, raw, stored int64) {
+	for _, u := range c.Codecs {
+		blocks += u.Blocks
+		raw += u.Raw
+		stored += u.Stored
+	}
+	return
+}
+
+type counters struct {
+	mu sync.Mutex
+	d  Delta
+}
+
+func newCounters() *counters { return &counters{} }
+
+func (c *counters) add(d Delta) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.d.Files += d.Files
+	c.d.Dirs += d.Dirs
+	c.d.Symlinks += d.Symlinks
+	c.d.Others += d.Others
+	c.d.Logical += d.Logical
+	c.d.Pending += d.Pending
+	for i := range d.codec {
+		c.d.codec[i].Blocks += d.codec[i].Blocks
+		c.d.codec[i].Raw += d.codec[i].Raw
+		c.d.codec[i].Stored += d.codec[i].Stored
+	}
+}
+
+func (c *counters) snapshot() Counters {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := Counters{Files: c.d.Files, Dirs: c.d.Dirs, Symlinks: c.d.Symlinks, Others: c.d.Others,
+		Logical: c.d.Logical, Pending: c.d.Pending, Codecs: map[string]CodecUse{}}
+	for i, u := range c.d.codec {
+		if u.Blocks != 0 || u.Stored != 0 {
+			out.Codecs[codec.ID(i).String()] = u
+		}
+	}
+	return out
+}
+
+// Counters returns the store's current counters.
+func (s *Store) Counters() Counters { return s.counters.snapshot() }
+
+type persisted struct {
+	Files, Dirs, Symlinks, Others, Logical, Pending int64
+	Codec                                           [8]CodecUse
+}
+
+// saveCounters writes the counters; clean marks a store closed cleanly.
+func (s *Store) saveCounters(clean bool) error {
+	s.counters.mu.Lock()
+	d := s.counters.d
+	s.counters.mu.Unlock()
+	p := persisted{d.Files, d.Dirs, d.Symlinks, d.Others, d.Logical, d.Pending, d.codec}
+	b, _ := json.Marshal(p)
+	cl := []byte{0}
+	if clean {
+		cl[0] = 1
+	}
+	return s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(counterKey(counterStats), b); err != nil {
+			return err
+		}
+		return txn.Set(counterKey(counterClean), cl)
+	})
+}
+
+// loadCounters reads the persisted counters of a cleanly closed store, or recomputes them,
+// and marks the store in use (not clean) until Close.
+func (s *Store) loadCounters() error {
+	var p persisted
+	clean := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get(counterKey(counterClean)); err == nil {
+			item.Value(func(v []byte) error { clean = len(v) == 1 && v[0] == 1; return nil })
+		}
+		item, err := txn.Get(counterKey(counterStats))
+		if err != nil {
+			clean = false
+			return nil
+		}
+		return item.Value(func(v []byte) error {
+			if json.Unmarshal(v, &p) != nil {
+				clean = false
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if next, err := s.scanNextIno(); err != nil {
+		return err
+	} else {
+		s.next = next
+	}
+	s.counters = newCounters()
+	if clean {
+		s.counters.d = Delta{Files: p.Files, Dirs: p.Dirs, Symlinks: p.Symlinks, Others: p.Others, Logical: p.Logical, Pending: p.Pending, codec: p.Codec}
+	} else {
+		s.log.Info("store was not closed cleanly: recomputing counters", "store", s.dir)
+		d, err := s.scanCounters()
+		if err != nil {
+			return err
+		}
+		s.counters.d = d
+	}
+	if s.opts.ReadOnly {
+		return nil
+	}
+	if err := s.removeOrphans(); err != nil {
+		return err
+	}
+	return s.saveCounters(false)
+}
+
+// scanNextIno finds the next free inode number: one past the largest inode in the store.
+func (s *Store) scanNextIno() (uint64, error) {
+	next := uint64(RootIno + 1)
+	err := s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Reverse = true
+		o.PrefetchValues = false
+		it := txn.NewIterator(o)
+		defer it.Close()
+		it.Seek(append(keyU64(tagInode, ^uint64(0)), 0xff))
+		if it.ValidForPrefix([]byte{tagInode}) {
+			k := it.Item().Key()
+			if len(k) == 9 {
+				next = binary.BigEndian.Uint64(k[1:]) + 1
+			}
+		}
+		return nil
+	})
+	return next, err
+}
+
+// scanCounters recomputes every counter from the stored inodes and blocks.
+func (s *Store) scanCounters() (Delta, error) {
+	var d Delta
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Seek([]byte{tagInode}); it.ValidForPrefix([]byte{tagInode}); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 9 {
+				continue
+			}
+			err := it.Item().Value(func(v []byte) error {
+				n, err := unmarshalInode(binary.BigEndian.Uint64(k[1:]), v)
+				if err != nil {
+					return err
+				}
+				d.addInode(&n, 1)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		for it.Seek([]byte{tagBlock}); it.ValidForPrefix([]byte{tagBlock}); it.Next() {
+			if err := it.Item().Value(func(v []byte) error { d.addBlock(v, 1); return nil }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return d, err
+}
+
+// addInode accounts for an inode appearing (sign 1) or going away (-1).
+func (d *Delta) addInode(n *Inode, sign int64) {
+	switch n.Mode & syscall.S_IFMT {
+	case syscall.S_IFREG:
+		d.Files += sign
+		d.Logical += sign * int64(n.Size)
+	case syscall.S_IFDIR:
+		d.Dirs += sign
+	case syscall.S_IFLNK:
+		d.Symlinks += sign
+	default:
+		d.Others += sign
+	}
+}
+
+func u64bytes(n uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, n)
+	return b
+}
+
+var errStop = errors.New("stop")

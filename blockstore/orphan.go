@@ -1,0 +1,163 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Open files: the file system tells the store when a handle opens and closes, so an inode
+// whose last name goes away keeps its data until its last handle closes (POSIX unlink
+// semantics). Orphan and trim markers make that cleanup survive a crash: Open finishes it.
+
+// OpenFile records a new open handle of ino.
+func (s *Store) OpenFile(ino uint64) {
+	s.mu.Lock()
+	s.opens[ino]++
+	s.mu.Unlock()
+}
+
+// ReleaseFile records that a handle of ino closed; the last close of an unlinked file frees it.
+func (s *Store) ReleaseFile(ino uint64) {
+	s.mu.Lock()
+	s.opens[ino]--
+	last := s.opens[ino] <= 0
+	if last {
+		delete(s.opens, ino)
+	}
+	s.mu.Unlock()
+	if last {
+		s.maybePurge(ino)
+	}
+}
+
+// maybePurge frees an orphaned inode that no handle has open.
+func (s *Store) maybePurge(ino uint64) {
+	s.mu.Lock()
+	open := s.opens[ino] > 0
+	s.mu.Unlock()
+	if open {
+		return
+	}
+	if err := s.purgeOrphan(ino); err != nil {
+		s.log.Error("freeing an unlinked file failed (finished at next mount)", "inode", ino, "err", err)
+	}
+}
+
+// purgeOrphan deletes the data and the inode of ino if it is an orphan (no links left).
+func (s *Store) purgeOrphan(ino uint64) error {
+	l := s.locks.of(ino)
+	l.Lock()
+	defer l.Unlock()
+	isOrphan := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(orphanKey(ino))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		isOrphan = err == nil
+		return err
+	})
+	if err != nil || !isOrphan {
+		return err
+	}
+	if err := s.purgeBlocks(ino, 0); err != nil {
+		return err
+	}
+	s.cache.dropFrom(ino, 0)
+	var d Delta
+	err = s.update(func(txn *badger.Txn) error {
+		d = Delta{}
+		n, err := getInode(txn, ino)
+		if err == nil {
+			if n.Nlink != 0 {
+				return txn.Delete(orphanKey(ino)) // relinked meanwhile: keep it
+			}
+			d.addInode(&n, -1)
+			if err := txn.Delete(inodeKey(ino)); err != nil {
+				return err
+			}
+		}
+		if err := deletePrefix(txn, inoPrefix(tagXattr, ino)); err != nil {
+			return err
+		}
+		if err := deletePrefix(txn, inoPrefix(tagDirOrder, ino)); err != nil {
+			return err
+		}
+		if err := txn.Delete(trimKey(ino)); err != nil {
+			return err
+		}
+		return txn.Delete(orphanKey(ino))
+	})
+	if err == nil {
+		s.counters.add(d)
+	}
+	return err
+}
+
+func deletePrefix(txn *badger.Txn, prefix []byte) error {
+	o := badger.DefaultIteratorOptions
+	o.PrefetchValues = false
+	o.Prefix = prefix
+	it := txn.NewIterator(o)
+	var keys [][]byte
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeOrphans finishes, at open, the cleanups a crash interrupted: unlinked files whose last
+// handle was open, and truncations whose block deletion had not finished.
+func (s *Store) removeOrphans() error {
+	type trim struct{ ino, from uint64 }
+	var orphans []uint64
+	var trims []trim
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Seek([]byte{tagOrphan}); it.ValidForPrefix([]byte{tagOrphan}); it.Next() {
+			if k := it.Item().Key(); len(k) == 9 {
+				orphans = append(orphans, binary.BigEndian.Uint64(k[1:]))
+			}
+		}
+		for it.Seek([]byte{tagTrim}); it.ValidForPrefix([]byte{tagTrim}); it.Next() {
+			k := it.Item().Key()
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(k) == 9 && len(v) == 8 {
+				trims = append(trims, trim{binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(v)})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, t := range trims {
+		if err := s.purgeBlocks(t.ino, t.from); err != nil {
+			return err
+		}
+		if err := s.update(func(txn *badger.Txn) error { return txn.Delete(trimKey(t.ino)) }); err != nil {
+			return err
+		}
+	}
+	for _, ino := range orphans {
+		if err := s.purgeOrphan(ino); err != nil {
+			return err
+		}
+	}
+	if len(orphans)+len(trims) > 0 {
+		s.log.Info("finished interrupted cleanups", "orphans", len(orphans), "truncations", len(trims))
+	}
+	return nil
+}

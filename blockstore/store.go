@@ -1,0 +1,291 @@
+// Package blockstore keeps an lmfs file system in a Badger database: inodes, directory
+// entries, xattrs, and file contents as independently coded 2 KiB block records.
+//
+// What the store guarantees:
+//   - Every operation is one Badger transaction (retried on conflict): after a crash the
+//     metadata is as of some prefix of the committed operations, never half of one.
+//   - Sync (fsync) makes everything committed before it durable. Without it, a crash may
+//     lose recent operations, as on any file system with a page cache.
+//   - A block is never returned unless it decoded to bytes matching its checksum.
+//   - Counters (stats) are kept in memory and persisted on Sync and Close; a store that
+//     was not closed cleanly has them recomputed from the data when it is opened.
+package blockstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"lmfs/codec"
+)
+
+// FormatVersion is the store format this build writes and the newest it reads.
+const FormatVersion = 1
+
+// markerFile sits beside Badger's files; it identifies an lmfs store before Badger opens it,
+// so a foreign or newer directory is refused without being touched.
+const markerFile = "LMFS"
+
+var (
+	// ErrNotStore reports a directory that holds something other than an lmfs store.
+	ErrNotStore = errors.New("not an lmfs store")
+	// ErrNewerFormat reports a store written by a newer lmfs.
+	ErrNewerFormat = errors.New("store format is newer than this lmfs")
+	// ErrLocked reports a store already opened (mounted) by another process.
+	ErrLocked = errors.New("store is in use by another process (is it mounted?)")
+)
+
+// Format is the store's identity record.
+type Format struct {
+	Magic     string `json:"magic"`
+	Version   int    `json:"version"`
+	BlockSize int    `json:"block_size"`
+	Created   string `json:"created"`
+}
+
+// Options configure Open.
+type Options struct {
+	// Create makes a new store when Dir is missing or empty.
+	Create bool
+	// ReadOnly opens without writing anything (stats, fsck of a mounted store is refused by Badger's lock).
+	ReadOnly bool
+	// SyncWrites makes every transaction durable (slow); the default relies on Sync.
+	SyncWrites bool
+	// FastCodecs code blocks on the write path; nil means the default (raw or fast deflate).
+	FastCodecs []codec.Codec
+	// LM decodes LM blocks; nil when no model is loaded.
+	LM codec.LMDecoder
+	// CacheBlocks bounds the decoded-block cache (0: default 4096 blocks = 8 MiB).
+	CacheBlocks int
+	Logger      *slog.Logger
+}
+
+// Store is an open lmfs store. Its methods are safe for concurrent use.
+type Store struct {
+	dir    string
+	db     *badger.DB
+	opts   Options
+	log    *slog.Logger
+	format Format
+
+	counters *counters
+	locks    inodeLocks
+	cache    *blockCache
+
+	mu     sync.Mutex
+	opens  map[uint64]int // open file handles per inode (for unlinked-while-open files)
+	closed bool
+	nextMu sync.Mutex
+	next   uint64 // next inode number to hand out
+}
+
+// Open opens (or with Create, creates) the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if len(opts.FastCodecs) == 0 {
+		opts.FastCodecs = []codec.Codec{codec.FastGzip}
+	}
+	if opts.CacheBlocks == 0 {
+		opts.CacheBlocks = 4096
+	}
+	created, err := checkDir(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithCompression(options.None). // block records are already compressed
+		WithSyncWrites(opts.SyncWrites).
+		// Records (at most 2 KiB + header) stay in the LSM tree: reads need one lookup, deleted
+		// blocks are reclaimed by compaction, and no value-log GC is needed.
+		WithValueThreshold(1 << 20).
+		WithNumVersionsToKeep(1).
+		WithReadOnly(opts.ReadOnly).
+		WithMemTableSize(32 << 20).
+		WithValueLogFileSize(256 << 20).
+		WithNumCompactors(2).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20)
+	db, err := badger.Open(bo)
+	if err != nil {
+		if created {
+			os.Remove(filepath.Join(dir, markerFile))
+		}
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") || errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s := &Store{dir: dir, db: db, opts: opts, log: opts.Logger, opens: map[uint64]int{}}
+	s.cache = newBlockCache(opts.CacheBlocks)
+	if err := s.init(created); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// checkDir validates dir before Badger touches it; it reports whether a new store is being made.
+func checkDir(dir string, opts Options) (bool, error) {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && opts.Create:
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return false, fmt.Errorf("create store: %w", err)
+		}
+	case err != nil:
+		return false, fmt.Errorf("open store: %w", err)
+	case !st.IsDir():
+		return false, fmt.Errorf("open store %s: %w (it is a file)", dir, ErrNotStore)
+	}
+	marker, err := os.ReadFile(filepath.Join(dir, markerFile))
+	if err == nil {
+		var v int
+		if _, err := fmt.Sscanf(string(marker), "lmfs store format %d", &v); err != nil {
+			return false, fmt.Errorf("open store %s: %w (unreadable %s file)", dir, ErrNotStore, markerFile)
+		}
+		if v > FormatVersion {
+			return false, fmt.Errorf("open store %s: %w (format %d, this lmfs reads up to %d)", dir, ErrNewerFormat, v, FormatVersion)
+		}
+		return false, nil
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) > 0 {
+		return false, fmt.Errorf("open store %s: %w (directory is not empty and has no %s file)", dir, ErrNotStore, markerFile)
+	}
+	if !opts.Create {
+		return false, fmt.Errorf("open store %s: %w (empty directory)", dir, ErrNotStore)
+	}
+	if opts.ReadOnly {
+		return false, fmt.Errorf("open store %s: %w (empty directory)", dir, ErrNotStore)
+	}
+	text := fmt.Sprintf("lmfs store format %d\nblock size %d\n", FormatVersion, codec.BlockSize)
+	if err := os.WriteFile(filepath.Join(dir, markerFile), []byte(text), 0o600); err != nil {
+		return false, fmt.Errorf("create store: %w", err)
+	}
+	return true, nil
+}
+
+// init writes a new store's format record and root, or checks an existing one's, then loads
+// the counters.
+func (s *Store) init(created bool) error {
+	if created {
+		now := time.Now()
+		s.format = Format{Magic: "lmfs", Version: FormatVersion, BlockSize: codec.BlockSize, Created: now.UTC().Format(time.RFC3339)}
+		fb, _ := json.Marshal(s.format)
+		root := Inode{Ino: RootIno, Mode: syscall.S_IFDIR | 0o755, Nlink: 2, Atime: now.UnixNano(), Mtime: now.UnixNano(), Ctime: now.UnixNano(), NextCookie: firstCookie, Parent: RootIno}
+		if os.Getuid() == 0 {
+			root.Mode = syscall.S_IFDIR | 0o755
+		} else {
+			root.Uid, root.Gid = uint32(os.Getuid()), uint32(os.Getgid())
+		}
+		err := s.db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set([]byte{tagFormat}, fb); err != nil {
+				return err
+			}
+			if err := txn.Set(counterKey(counterNextIno), u64bytes(RootIno+1)); err != nil {
+				return err
+			}
+			return txn.Set(inodeKey(RootIno), root.marshal())
+		})
+		if err != nil {
+			return err
+		}
+		s.counters = newCounters()
+		s.counters.add(Delta{Dirs: 1})
+		s.next = RootIno + 1
+		return s.saveCounters(false)
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte{tagFormat})
+		if err != nil {
+			return fmt.Errorf("%w (no format record: %v)", ErrNotStore, err)
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &s.format) })
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case s.format.Magic != "lmfs":
+		return fmt.Errorf("%w (magic %q)", ErrNotStore, s.format.Magic)
+	case s.format.Version > FormatVersion:
+		return fmt.Errorf("%w (format %d, this lmfs reads up to %d)", ErrNewerFormat, s.format.Version, FormatVersion)
+	case s.format.BlockSize != codec.BlockSize:
+		return fmt.Errorf("store block size %d is not supported (this lmfs uses %d)", s.format.BlockSize, codec.BlockSize)
+	}
+	return s.loadCounters()
+}
+
+// Close persists the counters, marks the store clean and closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	var err error
+	if !s.opts.ReadOnly {
+		err = s.saveCounters(true)
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Sync makes every committed operation durable.
+func (s *Store) Sync() error {
+	if s.opts.ReadOnly {
+		return nil
+	}
+	if err := s.saveCounters(false); err != nil {
+		return err
+	}
+	return s.db.Sync()
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Format returns the store's identity record.
+func (s *Store) Format() Format { return s.format }
+
+// update runs fn in a read-write transaction, retrying on conflicts with concurrent ones.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if s.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.db.Update(fn)
+		if errors.Is(err, badger.ErrConflict) && attempt < 1000 {
+			continue
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			return fmt.Errorf("%w: %v", syscall.EFBIG, err)
+		}
+		return err
+	}
+}
+
+// badgerLogger routes Badger's chatter to slog at debug level (warnings and errors stay visible).
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"lmfs/blockstore"
+)
+
+// The control socket: a running mount answers `lmfs stats`, `lmfs umount` and `lmfs compact`
+// over HTTP on a unix socket next to its store (Badger lets only one process open a store).
+
+// serveControl starts answering on the store's socket; the returned func stops it.
+func serveControl(st *blockstore.Store, extra func() map[string]any) (func(), error) {
+	path := socketPath(st.Dir())
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is answering: is the store mounted elsewhere?", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	os.Chmod(path, 0o600)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		rep := buildReport(st, true)
+		if extra != nil {
+			rep.Extra = extra()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(rep)
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		os.Remove(path)
+	}, nil
+}
+
+// controlGet asks the mount of store for path and decodes the JSON answer into v.
+func controlGet(store, path string, v any) error {
+	sock := socketPath(store)
+	c := &http.Client{
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}},
+		Timeout: 30 * time.Second,
+	}
+	resp, err := c.Get("http://lmfs" + path)
+	if err != nil {
+		return fmt.Errorf("ask the mount of %s: %w", store, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("mount of %s answered %s: %s", store, resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("mount of %s: bad answer: %w", store, err)
+	}
+	return nil
+}
+
+var errNoMount = errors.New("not mounted")

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"lmfs/blockstore"
+	"lmfs/fs"
+)
+
+type mountFlags struct {
+	foreground bool
+	options    string
+	debug      bool
+	readyFD    int
+	logFile    string
+}
+
+func runMount(args []string) error {
+	fl := newFlags("mount")
+	var mf mountFlags
+	fl.BoolVar(&mf.foreground, "f", false, "stay in the foreground and log to stderr")
+	fl.BoolVar(&mf.foreground, "foreground", false, "same as -f")
+	fl.StringVar(&mf.options, "o", "", "mount options, comma separated (allow_other, default_permissions, ro, ...)")
+	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
+	fl.StringVar(&mf.logFile, "log", "", "log file of a background mount (default STORE/lmfs.log)")
+	fl.IntVar(&mf.readyFD, "ready-fd", 0, "internal: file descriptor to report readiness on")
+	pos, err := parseArgs(fl, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	store, err := filepath.Abs(pos[0])
+	if err != nil {
+		return err
+	}
+	mnt, err := filepath.Abs(pos[1])
+	if err != nil {
+		return err
+	}
+	if err := checkMountpoint(mnt); err != nil {
+		return err
+	}
+	if !mf.foreground {
+		return daemonize(store, mnt, mf)
+	}
+	return serve(store, mnt, mf)
+}
+
+// checkMountpoint refuses what would fail later with a less clear message.
+func checkMountpoint(mnt string) error {
+	st, err := os.Stat(mnt)
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", mnt, unwrapPathError(err))
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("mountpoint %s is not a directory", mnt)
+	}
+	if m, ok := findMount(mnt); ok {
+		return fmt.Errorf("mountpoint %s is already in use (a %s mount of %s)", mnt, m.fstype, m.source)
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("no /dev/fuse: load the fuse kernel module (modprobe fuse) or run where FUSE is available")
+	}
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("cannot open /dev/fuse: %v", unwrapPathError(err))
+	}
+	f.Close()
+	if syscall.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			if _, err := exec.LookPath("fusermount"); err != nil {
+				return fmt.Errorf("mounting as a non-root user needs fusermount3 (apt-get install fuse3)")
+			}
+		}
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// daemonize starts `lmfs mount -f` in a new session and returns once it reports the mount
+// ready (or its error).
+func daemonize(store, mnt string, mf mountFlags) error {
+	logPath := mf.logFile
+	if logPath == "" {
+		// The store may not exist yet; the log lives beside it until it does.
+		if err := os.MkdirAll(store, 0o700); err == nil {
+			logPath = filepath.Join(store, "lmfs.log")
+		} else {
+			return fmt.Errorf("create store: %w", err)
+		}
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"mount", "-f", "--ready-fd=3", "--log=" + logPath}
+	if mf.options != "" {
+		args = append(args, "-o", mf.options)
+	}
+	if mf.debug {
+		args = append(args, "--debug")
+	}
+	args = append(args, store, mnt)
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start mount server: %w", err)
+	}
+	w.Close()
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	r.Close()
+	line = strings.TrimSpace(line)
+	if line == "ok" {
+		cmd.Process.Release()
+		return nil
+	}
+	cmd.Wait()
+	if line == "" {
+		return fmt.Errorf("mount server exited without mounting; see %s", logPath)
+	}
+	return errors.New(strings.TrimPrefix(line, "error: "))
+}
+
+// serve mounts and serves until unmounted or signalled.
+func serve(store, mnt string, mf mountFlags) error {
+	var ready io.WriteCloser
+	if mf.readyFD > 0 {
+		ready = os.NewFile(uintptr(mf.readyFD), "ready")
+	}
+	fail := func(err error) error {
+		if ready != nil {
+			fmt.Fprintf(ready, "error: %v\n", err)
+			ready.Close()
+		}
+		return err
+	}
+	level := slog.LevelInfo
+	if mf.debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	st, err := blockstore.Open(store, blockstore.Options{Create: true, Logger: log})
+	if err != nil {
+		return fail(err)
+	}
+	stopControl, err := serveControl(st, nil)
+	if err != nil {
+		st.Close()
+		return fail(err)
+	}
+	var opts []string
+	allowOther := false
+	for _, o := range strings.Split(mf.options, ",") {
+		switch o = strings.TrimSpace(o); o {
+		case "":
+		case "allow_other":
+			allowOther = true
+		default:
+			opts = append(opts, o)
+		}
+	}
+	if !contains(opts, "default_permissions") {
+		opts = append(opts, "default_permissions")
+	}
+	srv, err := fs.Mount(mnt, st, fs.Options{MountOptions: opts, AllowOther: allowOther, Debug: mf.debug, Logger: log})
+	if err != nil {
+		stopControl()
+		st.Close()
+		return fail(fmt.Errorf("mount %s: %w", mnt, err))
+	}
+	log.Info("mounted", "store", store, "mountpoint", mnt, "pid", os.Getpid())
+	if ready != nil {
+		fmt.Fprintln(ready, "ok")
+		ready.Close()
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		log.Info("signal: unmounting", "signal", s)
+		for i := 0; i < 50; i++ {
+			if err := srv.Unmount(); err == nil {
+				return
+			} else {
+				log.Warn("unmount failed, retrying", "err", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	srv.Wait()
+	stopControl()
+	if err := st.Close(); err != nil {
+		log.Error("closing the store failed", "err", err)
+		return err
+	}
+	log.Info("unmounted; store closed", "store", store)
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"lmfs/blockstore"
+)
+
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct {
+	point, fstype, source string
+}
+
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+func readMounts() ([]mountEntry, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mountEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) {
+			continue
+		}
+		out = append(out, mountEntry{point: unescapeMount(fields[4]), fstype: fields[sep+1], source: unescapeMount(fields[sep+2])})
+	}
+	return out, sc.Err()
+}
+
+// findMount returns the mount at path (an absolute, cleaned path), if any.
+func findMount(path string) (mountEntry, bool) {
+	ms, _ := readMounts()
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].point == path {
+			return ms[i], true
+		}
+	}
+	return mountEntry{}, false
+}
+
+func isLmfs(m mountEntry) bool { return m.fstype == "fuse.lmfs" || m.fstype == "lmfs" }
+
+// resolveStore turns STORE|MOUNTPOINT into a store directory, and says whether it is mounted
+// at that path.
+func resolveStore(arg string) (store string, mounted bool, err error) {
+	abs, err := filepath.Abs(arg)
+	if err != nil {
+		return "", false, err
+	}
+	if m, ok := findMount(abs); ok {
+		if !isLmfs(m) {
+			return "", false, fmt.Errorf("%s is a %s mount, not lmfs", abs, m.fstype)
+		}
+		return m.source, true, nil
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return "", false, fmt.Errorf("%s: %w", arg, err)
+	}
+	return abs, false, nil
+}
+
+// socketPath is where a mount of store answers control requests (stats, compaction). Unix
+// socket paths are short, so long store paths use a hashed name in the temp directory.
+func socketPath(store string) string {
+	p := filepath.Join(store, "lmfs.sock")
+	if len(p) < 100 {
+		return p
+	}
+	h := sha256.Sum256([]byte(store))
+	return filepath.Join(os.TempDir(), "lmfs-"+hex.EncodeToString(h[:8])+".sock")
+}
+
+func storeFormat() int { return blockstore.FormatVersion }

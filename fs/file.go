@@ -1,0 +1,89 @@
+package fs
+
+import (
+	"context"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"lmfs/blockstore"
+)
+
+// handle is an open regular file. Data is not buffered here: every write is committed to the
+// store before it returns (concurrent handles of one file always agree).
+type handle struct {
+	fs  *FS
+	ino uint64
+}
+
+var (
+	_ gofs.FileReader    = (*handle)(nil)
+	_ gofs.FileWriter    = (*handle)(nil)
+	_ gofs.FileFlusher   = (*handle)(nil)
+	_ gofs.FileFsyncer   = (*handle)(nil)
+	_ gofs.FileReleaser  = (*handle)(nil)
+	_ gofs.FileGetattrer = (*handle)(nil)
+	_ gofs.FileLseeker   = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.fs.store.ReadAt(h.ino, dest, uint64(off))
+	if err != nil {
+		h.logBlockError(err)
+		return nil, h.fs.errno("read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	if _, err := h.fs.store.WriteAt(h.ino, data, uint64(off)); err != nil {
+		h.logBlockError(err)
+		return 0, h.fs.errno("write", err)
+	}
+	return uint32(len(data)), 0
+}
+
+// logBlockError names the file of a block that failed its check.
+func (h *handle) logBlockError(err error) {
+	if be, ok := err.(*blockstore.BlockError); ok {
+		h.fs.log.Error("read failed: block does not match its checksum", "inode", be.Ino, "block", be.Block,
+			"file_offset", be.Block*2048, "err", be.Err)
+	}
+}
+
+func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	return h.fs.errno("fsync", h.fs.store.Sync())
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.fs.store.ReleaseFile(h.ino)
+	return 0
+}
+
+func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	in, err := h.fs.store.GetInode(h.ino)
+	if err != nil {
+		return h.fs.errno("getattr", err)
+	}
+	fillAttr(&in, &out.Attr)
+	return 0
+}
+
+// Lseek supports SEEK_DATA and SEEK_HOLE over the store's sparse blocks.
+func (h *handle) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	const seekData, seekHole = 3, 4
+	if whence != seekData && whence != seekHole {
+		return 0, syscall.EINVAL
+	}
+	pos, err := h.fs.store.SeekData(h.ino, off, whence == seekHole)
+	if err != nil {
+		return 0, h.fs.errno("lseek", err)
+	}
+	return pos, 0
+}

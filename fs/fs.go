@@ -1,0 +1,110 @@
+// Package fs serves a blockstore.Store as a FUSE file system through go-fuse's fs API. It
+// only translates kernel requests into store calls: block arithmetic, coding and persistence
+// live in blockstore and codec.
+//
+// Kernel caches: attributes and entries are cached for AttrTimeout/EntryTimeout. Every change
+// goes through this one mount, and the kernel updates its own copy on the writes and renames it
+// sends, so a short timeout is safe. Getattr always reports the store's current size (writes
+// are not buffered here).
+package fs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"lmfs/blockstore"
+)
+
+// FS is the file system over one store.
+type FS struct {
+	store *blockstore.Store
+	log   *slog.Logger
+}
+
+// Options configure Mount.
+type Options struct {
+	// MountOptions are passed to the kernel (-o), e.g. allow_other, default_permissions.
+	MountOptions []string
+	AllowOther   bool
+	Debug        bool
+	Logger       *slog.Logger
+}
+
+// Mount serves store at mountpoint and returns once the kernel mount is ready.
+func Mount(mountpoint string, store *blockstore.Store, o Options) (*fuse.Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	f := &FS{store: store, log: o.Logger}
+	root := &node{fs: f}
+	attrTimeout := time.Second
+	entryTimeout := time.Second
+	negTimeout := time.Duration(0)
+	opts := &gofs.Options{
+		MountOptions: fuse.MountOptions{
+			AllowOther:   o.AllowOther,
+			Options:      o.MountOptions,
+			FsName:       store.Dir(),
+			Name:         "lmfs",
+			MaxWrite:     1 << 20,
+			MaxReadAhead: 1 << 20,
+			DirectMount:  syscall.Geteuid() == 0,
+			Debug:        o.Debug,
+			// Attributes and data the kernel caches stay valid: only this mount changes them.
+			ExplicitDataCacheControl: false,
+			MaxBackground:            64,
+		},
+		EntryTimeout:    &entryTimeout,
+		AttrTimeout:     &attrTimeout,
+		NegativeTimeout: &negTimeout,
+		RootStableAttr:  &gofs.StableAttr{Ino: blockstore.RootIno, Mode: syscall.S_IFDIR},
+	}
+	return gofs.Mount(mountpoint, root, opts)
+}
+
+// errno maps a store error to what the kernel gets. Errors that are not errno values are I/O
+// errors and are logged, since the caller only sees EIO.
+func (f *FS) errno(op string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var be *blockstore.BlockError
+	if errors.As(err, &be) {
+		return syscall.EIO
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, context.Canceled) {
+		return syscall.EINTR
+	}
+	f.log.Error("operation failed", "op", op, "err", err)
+	return syscall.EIO
+}
+
+// fillAttr copies inode attributes into a FUSE attribute record.
+func fillAttr(n *blockstore.Inode, out *fuse.Attr) {
+	out.Ino = n.Ino
+	out.Mode = n.Mode
+	out.Nlink = n.Nlink
+	out.Uid = n.Uid
+	out.Gid = n.Gid
+	out.Rdev = n.Rdev
+	out.Size = n.Size
+	out.Blksize = 4096
+	out.Blocks = (n.Size + 511) / 512
+	out.Atime, out.Atimensec = split(n.Atime)
+	out.Mtime, out.Mtimensec = split(n.Mtime)
+	out.Ctime, out.Ctimensec = split(n.Ctime)
+}
+
+func split(ns int64) (uint64, uint32) {
+	return uint64(ns / 1e9), uint32(ns % 1e9)
+}
