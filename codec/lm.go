@@ -15,7 +15,7 @@ type Predictor interface {
 	// of ctx (len(ctx) = rows*K; per row c[0] is the byte just before the predicted position,
 	// c[1] the one before, 256 before the block start). Every frequency >= 1, each row's sum
 	// < 2^24, and the result is a pure function of the row: the same on every backend and batch
-	// size. The codec serialises its calls to Predict.
+	// size. The codec calls Predict concurrently when its own methods are called concurrently.
 	Predict(ctx []uint16, out []uint32) error
 }
 
@@ -34,8 +34,8 @@ var ErrUnknownModel = errors.New("unknown lm model")
 // decoded in lock-step (larger batches are decoded in waves of this many blocks).
 const DefaultLMBatchRows = 4096
 
-// LMCodec codes blocks with one model. It is safe for concurrent use (calls to the predictor
-// are serialised).
+// LMCodec codes blocks with one model. It is safe for concurrent use when its predictor is
+// (model.Runner is).
 type LMCodec struct {
 	pred    Predictor
 	id      uint32
@@ -43,7 +43,6 @@ type LMCodec struct {
 	rows    int // rows per Predict call when encoding
 	maxLive int // most blocks decoded in lock-step
 
-	predMu sync.Mutex
 	states sync.Pool
 }
 
@@ -74,8 +73,6 @@ func (c *LMCodec) state() *lmState {
 }
 
 func (c *LMCodec) predict(ctx []uint16, out []uint32) error {
-	c.predMu.Lock()
-	defer c.predMu.Unlock()
 	if err := c.pred.Predict(ctx, out); err != nil {
 		return fmt.Errorf("lm predict: %w", err)
 	}
