@@ -87,7 +87,7 @@ func (s *spec) file(mutate func(h map[string]any)) []byte {
 	h := map[string]any{
 		"format": 1, "arch": "ctxmlp", "name": "test-model", "order": s.order, "shifts": s.shifts,
 		"logit_clip": s.clip, "tensors": tensors,
-		"onnx": map[string]any{"offset": onnxOff, "length": len(s.onnx)},
+		"onnx":  map[string]any{"offset": onnxOff, "length": len(s.onnx)},
 		"train": map[string]any{"note": "test"},
 	}
 	if mutate != nil {
