@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +36,9 @@ const FormatVersion = 1
 // markerFile sits beside Badger's files; it identifies an lmfs store before Badger opens it,
 // so a foreign or newer directory is refused without being touched.
 const markerFile = "LMFS"
+
+// ownFiles may sit in a store directory before the store is made (the mount's log).
+var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true}
 
 var (
 	// ErrNotStore reports a directory that holds something other than an lmfs store.
@@ -162,7 +166,7 @@ func checkDir(dir string, opts Options) (bool, error) {
 		return false, nil
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) > 0 {
+	if foreign := slices.DeleteFunc(entries, func(e os.DirEntry) bool { return ownFiles[e.Name()] }); len(foreign) > 0 {
 		return false, fmt.Errorf("open store %s: %w (directory is not empty and has no %s file)", dir, ErrNotStore, markerFile)
 	}
 	if !opts.Create {
@@ -285,7 +289,15 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 // badgerLogger routes Badger's chatter to slog at debug level (warnings and errors stay visible).
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}

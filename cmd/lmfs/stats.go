@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"text/tabwriter"
 
 	"lmfs/blockstore"
@@ -54,7 +55,11 @@ func diskUsage(dir string) int64 {
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			if info, err := d.Info(); err == nil {
-				total += info.Size()
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					total += st.Blocks * 512 // allocated, not apparent: Badger preallocates sparse files
+				} else {
+					total += info.Size()
+				}
 			}
 		}
 		return nil
