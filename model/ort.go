@@ -139,9 +139,41 @@ type ortRunner struct {
 type ortSession struct {
 	s   *ort.DynamicAdvancedSession
 	m   *Model
-	idx []int64
-	flt []float32
-	lgi []int32
+	idx []int64   // [maxRunRows*K] graph input
+	flt []float32 // [maxRunRows*256] graph output
+	lgi []int32   // [maxRunRows*256] integer logits
+	// io caches the input/output tensors per row count: views of idx and flt, created
+	// on first use (creating them on every Run costs about as much as a tiny model).
+	io map[int][2]*ort.Tensor[int64]
+	fo map[int]*ort.Tensor[float32]
+}
+
+func (s *ortSession) tensors(n int) (*ort.Tensor[int64], *ort.Tensor[float32], error) {
+	if in, ok := s.io[n]; ok {
+		return in[0], s.fo[n], nil
+	}
+	k := s.m.order
+	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(k)), s.idx[:n*k])
+	if err != nil {
+		return nil, nil, fmt.Errorf("ort input tensor: %w", err)
+	}
+	out, err := ort.NewTensor(ort.NewShape(int64(n), Outputs), s.flt[:n*Outputs])
+	if err != nil {
+		in.Destroy()
+		return nil, nil, fmt.Errorf("ort output tensor: %w", err)
+	}
+	s.io[n] = [2]*ort.Tensor[int64]{in}
+	s.fo[n] = out
+	return in, out, nil
+}
+
+func (s *ortSession) destroy() {
+	for n, in := range s.io {
+		in[0].Destroy()
+		s.fo[n].Destroy()
+	}
+	s.io, s.fo = nil, nil
+	s.s.Destroy()
 }
 
 // NewORTRunner evaluates m with ONNX Runtime. It loads the library (see FindORTLibrary),
@@ -153,14 +185,7 @@ func NewORTRunner(m *Model, o Options) (Runner, error) {
 	if err := initORT(path); err != nil {
 		return nil, err
 	}
-	nsess := o.Sessions
-	if nsess <= 0 {
-		nsess = DefaultSessions
-	}
-	threads := o.Threads
-	if threads <= 0 {
-		threads = DefaultThreads
-	}
+	nsess, threads := o.sessions(), o.threads()
 	device := strings.ToLower(o.Device)
 	var r *ortRunner
 	var err error
@@ -237,31 +262,30 @@ func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: create session for %s: %v", ErrORTUnavailable, m.Name(), err)
 	}
-	return &ortSession{s: s, m: m}, nil
+	return &ortSession{
+		s: s, m: m,
+		idx: make([]int64, maxRunRows*m.order),
+		flt: make([]float32, maxRunRows*Outputs),
+		lgi: make([]int32, maxRunRows*Outputs),
+		io:  map[int][2]*ort.Tensor[int64]{},
+		fo:  map[int]*ort.Tensor[float32]{},
+	}, nil
 }
 
 // logits runs the graph on n <= maxRunRows rows and returns n*256 integer logits.
 func (s *ortSession) logits(ctx []uint16, n int) ([]int32, error) {
 	k := s.m.order
-	if cap(s.idx) < n*k {
-		s.idx = make([]int64, n*k)
-		s.flt = make([]float32, n*Outputs)
-		s.lgi = make([]int32, n*Outputs)
+	if n < 1 || n > maxRunRows {
+		return nil, fmt.Errorf("ort run: %d rows outside 1..%d", n, maxRunRows)
 	}
 	idx, flt, lgi := s.idx[:n*k], s.flt[:n*Outputs], s.lgi[:n*Outputs]
 	for i, c := range ctx[:n*k] {
 		idx[i] = int64(i%k)*Symbols + int64(c)
 	}
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(k)), idx)
+	in, out, err := s.tensors(n)
 	if err != nil {
-		return nil, fmt.Errorf("ort input tensor: %w", err)
+		return nil, err
 	}
-	defer in.Destroy()
-	out, err := ort.NewTensor(ort.NewShape(int64(n), Outputs), flt)
-	if err != nil {
-		return nil, fmt.Errorf("ort output tensor: %w", err)
-	}
-	defer out.Destroy()
 	if err := s.s.Run([]ort.Value{in}, []ort.Value{out}); err != nil {
 		return nil, fmt.Errorf("ort run: %w", err)
 	}
@@ -343,7 +367,7 @@ func (r *ortRunner) Close() error {
 
 func (r *ortRunner) destroy() {
 	for _, s := range r.sessions {
-		s.s.Destroy()
+		s.destroy()
 	}
 	r.sessions = nil
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"log/slog"
+	"runtime"
 )
 
 // Runner evaluates a model on batches of contexts. Safe for concurrent use.
@@ -33,7 +34,8 @@ type Options struct {
 	// Device is "auto" (or empty: CUDA if the library has it, else CPU), "cpu" or "cuda".
 	Device string
 	// Sessions is the number of ORT sessions; Predict splits large batches across
-	// them and concurrent calls use different ones. 0 means DefaultSessions.
+	// them and concurrent calls use different ones. 0 means DefaultSessions, or
+	// GOMAXPROCS when that is smaller.
 	Sessions int
 	// Threads is each session's intra-op thread count. 0 means DefaultThreads.
 	Threads int
@@ -48,6 +50,20 @@ const (
 	DefaultSessions = 2
 	DefaultThreads  = 1
 )
+
+func (o Options) sessions() int {
+	if o.Sessions > 0 {
+		return o.Sessions
+	}
+	return max(1, min(DefaultSessions, runtime.GOMAXPROCS(0)))
+}
+
+func (o Options) threads() int {
+	if o.Threads > 0 {
+		return o.Threads
+	}
+	return DefaultThreads
+}
 
 func (o Options) logger() *slog.Logger {
 	if o.Logger != nil {
