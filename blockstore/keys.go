@@ -52,7 +52,7 @@ func keyU64Str(tag byte, n uint64, s string) []byte {
 	return append(k, s...)
 }
 
-func inodeKey(ino uint64) []byte              { return keyU64(tagInode, ino) }
+func inodeKey(ino uint64) []byte               { return keyU64(tagInode, ino) }
 func direntKey(parent uint64, n string) []byte { return keyU64Str(tagDirent, parent, n) }
 func dirOrderKey(parent, cookie uint64) []byte { return keyU64U64(tagDirOrder, parent, cookie) }
 func xattrKey(ino uint64, name string) []byte  { return keyU64Str(tagXattr, ino, name) }
