@@ -11,18 +11,20 @@ import (
 
 // scratch holds one evaluation's intermediate vectors.
 type scratch struct {
-	acc  []int32
-	h    []int32
-	nz   []int32 // indices of the nonzero activations of the current layer
-	logi []int32
+	acc   []int32
+	h     []int32
+	nz    []int32 // indices of the nonzero activations of the current layer
+	logi  []int32
+	lanes []uint64 // packed accumulators of madd
 }
 
 func (m *Model) newScratch() *scratch {
 	return &scratch{
-		acc:  make([]int32, m.maxWidth),
-		h:    make([]int32, m.maxWidth),
-		nz:   make([]int32, m.maxWidth),
-		logi: make([]int32, Outputs),
+		acc:   make([]int32, m.maxWidth),
+		h:     make([]int32, m.maxWidth),
+		nz:    make([]int32, m.maxWidth),
+		logi:  make([]int32, Outputs),
+		lanes: make([]uint64, (m.maxWidth+1)/2),
 	}
 }
 
@@ -60,7 +62,6 @@ func (m *Model) logits(c []uint16, s *scratch) []int32 {
 	for li := range m.layers {
 		l := &m.layers[li]
 		acc = s.acc[:l.out]
-		copy(acc, l.b)
 		// Only nonzero activations contribute (ReLU-like clamps leave many zeros).
 		nz := s.nz[:0]
 		for i, v := range h[:l.in] {
@@ -68,19 +69,7 @@ func (m *Model) logits(c []uint16, s *scratch) []int32 {
 				nz = append(nz, int32(i))
 			}
 		}
-		out := l.out
-		w := l.w
-		i := 0
-		for ; i+4 <= len(nz); i += 4 {
-			i0, i1, i2, i3 := int(nz[i]), int(nz[i+1]), int(nz[i+2]), int(nz[i+3])
-			madd4(acc,
-				w[i0*out:i0*out+out], w[i1*out:i1*out+out], w[i2*out:i2*out+out], w[i3*out:i3*out+out],
-				h[i0], h[i1], h[i2], h[i3])
-		}
-		for ; i < len(nz); i++ {
-			i0 := int(nz[i])
-			madd1(acc, w[i0*out:i0*out+out], h[i0])
-		}
+		madd(acc, l, h, nz, s.lanes)
 		if li == last {
 			lg := s.logi[:Outputs]
 			clip := m.clip
@@ -90,7 +79,7 @@ func (m *Model) logits(c []uint16, s *scratch) []int32 {
 			}
 			return lg
 		}
-		h = s.h[:out]
+		h = s.h[:l.out]
 		activate(h, acc, l.shift)
 	}
 	panic("unreachable: a model has at least one dense layer")
@@ -137,18 +126,69 @@ func activate(h, acc []int32, shift uint) {
 	}
 }
 
-func madd1(acc []int32, w []int8, x int32) {
-	w = w[:len(acc)]
-	for j := range acc {
-		acc[j] += x * int32(w[j])
+// packWeights stores w[i][j]+127 (0..254) in 32-bit lanes, two outputs per uint64:
+// lane 0 (low half) for output 2p, lane 1 for output 2p+1 (254's filler when out is odd).
+// One 64-bit multiply-add then does two int8 MACs; see madd.
+func packWeights(w []int8, in, out int) []uint64 {
+	pw := (out + 1) / 2
+	wp := make([]uint64, in*pw)
+	for i := range in {
+		row := w[i*out : (i+1)*out]
+		for p := range pw {
+			lo := uint64(int64(row[2*p]) + 127)
+			hi := uint64(127)
+			if 2*p+1 < out {
+				hi = uint64(int64(row[2*p+1]) + 127)
+			}
+			wp[i*pw+p] = lo | hi<<32
+		}
 	}
+	return wp
 }
 
-func madd4(acc []int32, w0, w1, w2, w3 []int8, x0, x1, x2, x3 int32) {
-	n := len(acc)
-	w0, w1, w2, w3 = w0[:n], w1[:n], w2[:n], w3[:n]
-	for j := range acc {
-		acc[j] += x0*int32(w0[j]) + x1*int32(w1[j]) + x2*int32(w2[j]) + x3*int32(w3[j])
+// madd computes acc[j] = b[j] + sum_i h[i]*w[i][j] over the nonzero h[i] (indices nz).
+//
+// SWAR: each lane sums h[i]*(w[i][j]+127) <= in*127*254 < 2^31 (in <= 4096), so lanes never
+// carry into each other; subtracting 127*sum(h) then gives the exact int32 dot product.
+func madd(acc []int32, l *layer, h, nz []int32, lanes []uint64) {
+	pw := (l.out + 1) / 2
+	sw := lanes[:pw]
+	clear(sw)
+	var hsum int32
+	wp := l.wp
+	i := 0
+	for ; i+4 <= len(nz); i += 4 {
+		i0, i1, i2, i3 := int(nz[i]), int(nz[i+1]), int(nz[i+2]), int(nz[i+3])
+		x0, x1, x2, x3 := uint64(h[i0]), uint64(h[i1]), uint64(h[i2]), uint64(h[i3])
+		hsum += h[i0] + h[i1] + h[i2] + h[i3]
+		w0 := wp[i0*pw : i0*pw+pw]
+		w1 := wp[i1*pw : i1*pw+pw]
+		w2 := wp[i2*pw : i2*pw+pw]
+		w3 := wp[i3*pw : i3*pw+pw]
+		w0, w1, w2, w3 = w0[:len(sw)], w1[:len(sw)], w2[:len(sw)], w3[:len(sw)]
+		for p := range sw {
+			sw[p] += x0*w0[p] + x1*w1[p] + x2*w2[p] + x3*w3[p]
+		}
+	}
+	for ; i < len(nz); i++ {
+		i0 := int(nz[i])
+		x0 := uint64(h[i0])
+		hsum += h[i0]
+		w0 := wp[i0*pw : i0*pw+pw]
+		w0 = w0[:len(sw)]
+		for p := range sw {
+			sw[p] += x0 * w0[p]
+		}
+	}
+	off := 127 * hsum
+	out := l.out
+	acc, b := acc[:out], l.b[:out]
+	for p, v := range sw {
+		j := 2 * p
+		acc[j] = b[j] + int32(uint32(v)) - off
+		if j+1 < out {
+			acc[j+1] = b[j+1] + int32(uint32(v>>32)) - off
+		}
 	}
 }
 

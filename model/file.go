@@ -61,8 +61,9 @@ type Model struct {
 
 type layer struct {
 	in, out int
-	w       []int8  // [in][out], row-major
-	b       []int32 // [out]
+	w       []int8   // [in][out], row-major
+	wp      []uint64 // [in][(out+1)/2]: w+127 packed two per word, see packWeights
+	b       []int32  // [out]
 	shift   uint
 }
 
@@ -249,6 +250,7 @@ func (m *Model) decode(blob []byte) error {
 			return err
 		}
 		l.b = int32s(blob, bRef)
+		l.wp = packWeights(l.w, in, l.out)
 		if worst := int64(in)*127*128 + maxAbs(l.b); worst >= exactLimit {
 			return invalid("%s: H_in*127*128 + max|%s| = %d, must be < 2^24", wName, bName, worst)
 		}
