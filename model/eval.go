@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 )
 
@@ -212,8 +213,8 @@ type goRunner struct {
 	pool sync.Pool
 }
 
-// NewGoRunner returns the plain-Go evaluator of m. It is safe for concurrent use; each
-// Predict call runs on the calling goroutine.
+// NewGoRunner returns the plain-Go evaluator of m. It is safe for concurrent use; a
+// Predict call of many rows is split across up to GOMAXPROCS goroutines.
 func NewGoRunner(m *Model) Runner {
 	r := &goRunner{m: m}
 	r.pool.New = func() any { return m.newScratch() }
@@ -225,16 +226,35 @@ func (r *goRunner) Backend() string { return "go" }
 func (r *goRunner) Close() error    { return nil }
 
 func (r *goRunner) Predict(ctx []uint16, out []uint32) error {
-	m := r.m
-	n, err := checkBatch(m.order, ctx, out)
-	if err != nil {
+	n, err := checkBatch(r.m.order, ctx, out)
+	if err != nil || n == 0 {
 		return err
 	}
+	parts := 1
+	if n >= 2*minSplitRows {
+		parts = min(runtime.GOMAXPROCS(0), n/minSplitRows)
+	}
+	if parts <= 1 {
+		r.predict(ctx, out, n)
+		return nil
+	}
+	k := r.m.order
+	per := (n + parts - 1) / parts
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += per {
+		hi := min(lo+per, n)
+		wg.Go(func() { r.predict(ctx[lo*k:hi*k], out[lo*Outputs:hi*Outputs], hi-lo) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *goRunner) predict(ctx []uint16, out []uint32, n int) {
+	m := r.m
 	s := r.pool.Get().(*scratch)
 	defer r.pool.Put(s)
 	k := m.order
 	for i := 0; i < n; i++ {
 		m.freqs(m.logits(ctx[i*k:(i+1)*k], s), out[i*Outputs:(i+1)*Outputs])
 	}
-	return nil
 }

@@ -220,3 +220,28 @@ func TestFrequencies(t *testing.T) {
 		}
 	}
 }
+
+// TestGoRunnerBatchSplit: a large batch (split across goroutines) equals row-by-row calls.
+func TestGoRunnerBatchSplit(t *testing.T) {
+	m := loadTiny(t)
+	r := NewGoRunner(m)
+	k := m.Order()
+	rng := rand.New(rand.NewPCG(5, 5))
+	n := 1000
+	ctx := randomContexts(rng, k, n)
+	all := make([]uint32, n*Outputs)
+	if err := r.Predict(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	one := make([]uint32, Outputs)
+	for i := range n {
+		if err := r.Predict(ctx[i*k:(i+1)*k], one); err != nil {
+			t.Fatal(err)
+		}
+		for j, f := range one {
+			if all[i*Outputs+j] != f {
+				t.Fatalf("row %d symbol %d: batched %d, alone %d", i, j, all[i*Outputs+j], f)
+			}
+		}
+	}
+}
