@@ -293,11 +293,15 @@ def main(argv=None):
     p.add_argument("--train-json", help="JSON file with training provenance, stored as header.train")
     args = p.parse_args(argv)
     train = None
-    if args.train_json:
-        with open(args.train_json, encoding="utf-8") as f:
-            train = json.load(f)
-    with np.load(args.npz) as z:
-        arrays = {key: z[key] for key in z.files}
+    try:
+        if args.train_json:
+            with open(args.train_json, encoding="utf-8") as f:
+                train = json.load(f)
+        with np.load(args.npz) as z:
+            arrays = {key: z[key] for key in z.files}
+    except (OSError, ValueError) as e:
+        print(f"export: {e}", file=sys.stderr)
+        return 1
     try:
         data = export_model(arrays, args.name, args.out, train)
     except ExportError as e:
