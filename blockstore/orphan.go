@@ -11,11 +11,16 @@ import (
 // whose last name goes away keeps its data until its last handle closes (POSIX unlink
 // semantics). Orphan and trim markers make that cleanup survive a crash: Open finishes it.
 
-// OpenFile records a new open handle of ino.
+// OpenFile records a new open handle of ino. It takes the inode's lock so that it is ordered
+// with purgeOrphan: a purge either sees the handle (and leaves the inode alone) or finishes
+// first (and the caller, checking the inode after OpenFile, finds it gone).
 func (s *Store) OpenFile(ino uint64) {
+	l := s.locks.of(ino)
+	l.RLock()
 	s.mu.Lock()
 	s.opens[ino]++
 	s.mu.Unlock()
+	l.RUnlock()
 }
 
 // ReleaseFile records that a handle of ino closed; the last close of an unlinked file frees it.
@@ -50,6 +55,12 @@ func (s *Store) purgeOrphan(ino uint64) error {
 	l := s.locks.of(ino)
 	l.Lock()
 	defer l.Unlock()
+	s.mu.Lock()
+	open := s.opens[ino] > 0 // opened since maybePurge looked: its last close purges
+	s.mu.Unlock()
+	if open {
+		return nil
+	}
 	isOrphan := false
 	err := s.db.View(func(txn *badger.Txn) error {
 		_, err := txn.Get(orphanKey(ino))

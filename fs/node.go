@@ -191,19 +191,25 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 }
 
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	// Register the handle before looking at the inode: a concurrent unlink or rename over
+	// the last name then keeps the data until this handle closes (or, if its purge came
+	// first, the inode is already gone and the open fails).
+	n.fs.store.OpenFile(n.ino())
 	in, err := n.fs.store.GetInode(n.ino())
 	if err != nil {
+		n.fs.store.ReleaseFile(n.ino())
 		return nil, 0, n.fs.errno("open", err)
 	}
 	if !in.IsReg() {
+		n.fs.store.ReleaseFile(n.ino())
 		return nil, 0, syscall.EINVAL
 	}
 	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY && in.Size > 0 {
 		if _, err := n.fs.store.Truncate(n.ino(), 0); err != nil {
+			n.fs.store.ReleaseFile(n.ino())
 			return nil, 0, n.fs.errno("open", err)
 		}
 	}
-	n.fs.store.OpenFile(in.Ino)
 	// Keep the kernel's page cache across opens: only this mount changes the data.
 	return &handle{fs: n.fs, ino: in.Ino}, fuse.FOPEN_KEEP_CACHE, 0
 }
