@@ -25,7 +25,24 @@ var (
 	_ gofs.FileReleaser  = (*handle)(nil)
 	_ gofs.FileGetattrer = (*handle)(nil)
 	_ gofs.FileLseeker   = (*handle)(nil)
+	_ gofs.FileAllocater = (*handle)(nil)
 )
+
+// Allocate implements fallocate(2) modes 0 and KEEP_SIZE. Blocks are stored compressed when
+// written, so there is no space to reserve: mode 0 only extends the size (the new range is a
+// hole of zeros, as glibc's posix_fallocate fallback would make it), KEEP_SIZE changes
+// nothing. Punching holes and the other modes are not supported.
+func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
+	const keepSize = 0x1 // FALLOC_FL_KEEP_SIZE
+	switch mode {
+	case 0:
+		_, err := h.fs.store.Allocate(h.ino, off+size)
+		return h.fs.errno("fallocate", err)
+	case keepSize:
+		return 0
+	}
+	return syscall.EOPNOTSUPP
+}
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n, err := h.fs.store.ReadAt(h.ino, dest, uint64(off))
