@@ -37,9 +37,10 @@ const maxRunRows = 1024
 // this many rows (below it, the goroutine hand-off costs more than it saves).
 const minSplitRows = 16
 
-// FindORTLibrary returns the library path Open would try: o.LibPath, $LMFS_ORT_LIB, then
-// lib/libonnxruntime.so.1 next to the executable, in ../lib from it, and in lib/ or ../lib
-// from the working directory; when none exists, the bare name for the system's search.
+// FindORTLibrary returns the library path Open would try: libPath, $LMFS_ORT_LIB, then
+// lib/libonnxruntime.so.1 next to the executable, in ../lib from it, and in lib/ of the
+// working directory or one of its parents (up to 5 levels); when none exists, the bare
+// name for the dynamic loader's search path.
 func FindORTLibrary(libPath string) string {
 	if libPath != "" {
 		return libPath
@@ -53,7 +54,15 @@ func FindORTLibrary(libPath string) string {
 		dirs = append(dirs, filepath.Join(d, "lib"), filepath.Join(d, "..", "lib"))
 	}
 	if wd, err := os.Getwd(); err == nil {
-		dirs = append(dirs, filepath.Join(wd, "lib"), filepath.Join(wd, "..", "lib"))
+		// lib/ in the working directory or a parent (tests run in package directories).
+		for d, i := wd, 0; i < 6; i++ {
+			dirs = append(dirs, filepath.Join(d, "lib"))
+			up := filepath.Dir(d)
+			if up == d {
+				break
+			}
+			d = up
+		}
 	}
 	for _, d := range dirs {
 		for _, name := range []string{"libonnxruntime.so.1", "libonnxruntime.so", "libonnxruntime.dylib"} {
@@ -133,8 +142,12 @@ type ortRunner struct {
 	backend  string
 	sessions []*ortSession
 	pool     chan *ortSession
-	close    sync.Once
+	mu       sync.RWMutex // Predict holds it shared, Close exclusively
+	closed   bool
 }
+
+// ErrClosed is returned by Predict after Close.
+var ErrClosed = errors.New("model runner closed")
 
 type ortSession struct {
 	s   *ort.DynamicAdvancedSession
@@ -327,6 +340,11 @@ func (r *ortRunner) Predict(ctx []uint16, out []uint32) error {
 	if err != nil || n == 0 {
 		return err
 	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return ErrClosed
+	}
 	parts := 1
 	if n >= 2*minSplitRows {
 		parts = min(len(r.sessions), n/minSplitRows)
@@ -354,14 +372,15 @@ func (r *ortRunner) Predict(ctx []uint16, out []uint32) error {
 	return errors.Join(errs...)
 }
 
-// Close waits for running Predict calls and destroys the sessions.
+// Close waits for running Predict calls and destroys the sessions. Later Predict calls
+// return ErrClosed; a second Close does nothing.
 func (r *ortRunner) Close() error {
-	r.close.Do(func() {
-		for range r.sessions {
-			<-r.pool
-		}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
 		r.destroy()
-	})
+	}
 	return nil
 }
 

@@ -263,3 +263,17 @@ func TestVersionAtLeast(t *testing.T) {
 		}
 	}
 }
+
+func TestORTClose(t *testing.T) {
+	m := loadTiny(t)
+	r := requireORT(t, m, Options{})
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Predict(make([]uint16, 8), make([]uint32, 256)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Predict after Close: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

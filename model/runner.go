@@ -28,8 +28,8 @@ type Runner interface {
 // Options configure NewORTRunner and Open. The zero value is a good default.
 type Options struct {
 	// LibPath is the ONNX Runtime shared library. Empty: $LMFS_ORT_LIB, then lib/ next
-	// to the executable, ../lib from it, lib/ and ../lib from the working directory,
-	// then the system's library search path.
+	// to the executable, ../lib from it, lib/ in the working directory or a parent,
+	// then the system's library search path (see FindORTLibrary).
 	LibPath string
 	// Device is "auto" (or empty: CUDA if the library has it, else CPU), "cpu" or "cuda".
 	Device string
