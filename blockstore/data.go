@@ -115,7 +115,7 @@ func (s *Store) loadBlocks(txn *badger.Txn, ino, first, last uint64) (map[uint64
 	if len(recs) == 0 {
 		return out, nil
 	}
-	dec, errs := codec.DecodeRecords(recs, s.opts.LM)
+	dec, errs := codec.DecodeRecords(recs, s.lm())
 	for i, b := range missIdx {
 		if errs[i] != nil {
 			e := &BlockError{Ino: ino, Block: b, Err: errs[i]}
@@ -237,6 +237,7 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) (Inode, error) {
 		return n, err
 	}
 	s.counters.add(d)
+	s.kickCompactor()
 	for _, nb := range blocks {
 		if nb.rec == nil {
 			s.cache.put(ino, nb.blk, nil)

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,11 +87,14 @@ type Store struct {
 	locks    inodeLocks
 	cache    *blockCache
 
-	mu     sync.Mutex
-	opens  map[uint64]int // open file handles per inode (for unlinked-while-open files)
-	closed bool
-	nextMu sync.Mutex
-	next   uint64 // next inode number to hand out
+	lmDec atomic.Pointer[lmHolder] // decoder of LM blocks (replaced when models are loaded)
+
+	mu        sync.Mutex
+	compactor *compactor
+	opens     map[uint64]int // open file handles per inode (for unlinked-while-open files)
+	closed    bool
+	nextMu    sync.Mutex
+	next      uint64 // next inode number to hand out
 }
 
 // Open opens (or with Create, creates) the store in dir.
@@ -242,6 +246,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.StopCompactor()
 	var err error
 	if !s.opts.ReadOnly {
 		err = s.saveCounters(true)
@@ -261,6 +266,18 @@ func (s *Store) Sync() error {
 		return err
 	}
 	return s.db.Sync()
+}
+
+type lmHolder struct{ dec codec.LMDecoder }
+
+// SetLM sets the decoder of LM blocks (all models the store has used).
+func (s *Store) SetLM(dec codec.LMDecoder) { s.lmDec.Store(&lmHolder{dec}) }
+
+func (s *Store) lm() codec.LMDecoder {
+	if h := s.lmDec.Load(); h != nil {
+		return h.dec
+	}
+	return s.opts.LM
 }
 
 // Dir is the store's directory.

@@ -19,6 +19,7 @@ import (
 )
 
 type mountFlags struct {
+	lm         lmFlags
 	foreground bool
 	options    string
 	debug      bool
@@ -35,6 +36,7 @@ func runMount(args []string) error {
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
 	fl.StringVar(&mf.logFile, "log", "", "log file of a background mount (default STORE/lmfs.log)")
 	fl.IntVar(&mf.readyFD, "ready-fd", 0, "internal: file descriptor to report readiness on")
+	mf.lm.register(fl)
 	pos, err := parseArgs(fl, args, 2, 2)
 	if err != nil {
 		return err
@@ -126,6 +128,10 @@ func daemonize(store, mnt string, mf mountFlags) error {
 	if mf.debug {
 		args = append(args, "--debug")
 	}
+	args = append(args, "--model="+absIfSet(mf.lm.model), "--ort-lib="+absIfSet(mf.lm.ortLib), "--device="+mf.lm.device)
+	if mf.lm.noLM {
+		args = append(args, "--no-lm")
+	}
 	args = append(args, store, mnt)
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -171,7 +177,14 @@ func serve(store, mnt string, mf mountFlags) error {
 	if err != nil {
 		return fail(err)
 	}
-	stopControl, err := serveControl(st, nil)
+	lm, err := openModels(st, mf.lm, log)
+	if err != nil {
+		st.Close()
+		return fail(err)
+	}
+	defer lm.Close()
+	st.StartCompactor(blockstore.CompactOptions{LM: lmEncoder(lm)})
+	stopControl, err := serveControl(st, func() map[string]any { return mountExtra(st, lm) })
 	if err != nil {
 		st.Close()
 		return fail(err)
@@ -223,6 +236,39 @@ func serve(store, mnt string, mf mountFlags) error {
 	}
 	log.Info("unmounted; store closed", "store", store)
 	return nil
+}
+
+// lmEncoder is the compactor's model codec, nil when none is selected.
+func lmEncoder(l *lmSetup) blockstore.LMEncoder {
+	if l.encoder == nil {
+		return nil
+	}
+	return l.encoder
+}
+
+// mountExtra is what a running mount adds to stats.
+func mountExtra(st *blockstore.Store, l *lmSetup) map[string]any {
+	out := map[string]any{}
+	for k, v := range l.info {
+		out[k] = v
+	}
+	c := st.Compactor()
+	out["compactor"] = fmt.Sprintf("%d blocks (%s raw) recoded, %s saved, %d to LM, %.0f KB/s while busy, %d skipped (overwritten)",
+		c.Blocks, human(c.RawBytes), human(c.Saved), c.LMBlocks, c.BytesPerSec/1000, c.Skipped)
+	if c.LastError != "" {
+		out["compactor_error"] = c.LastError
+	}
+	return out
+}
+
+func absIfSet(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 func contains(list []string, s string) bool {
