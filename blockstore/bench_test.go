@@ -3,6 +3,8 @@ package blockstore
 import (
 	"os"
 	"testing"
+
+	"lmfs/codec"
 )
 
 // BenchmarkWriteSequential writes a mixed file in 1 MiB requests (what the mount sends).
@@ -12,7 +14,10 @@ func BenchmarkWriteSequential(b *testing.B) {
 		b.Skip("needs /tmp/mixed.bin")
 	}
 	data = data[:64<<20]
-	s := openTest(&testing.T{}, b.TempDir())
+	s, err := Open(b.TempDir(), Options{Create: true, FastCodecs: benchCodecs})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer s.Close()
 	ino, _ := s.Create(RootIno, "f", NewNode{Mode: 0o100644})
 	b.SetBytes(int64(len(data)))
@@ -25,3 +30,5 @@ func BenchmarkWriteSequential(b *testing.B) {
 		}
 	}
 }
+
+var benchCodecs = []codec.Codec{codec.S2Codec}

@@ -66,7 +66,7 @@ type Options struct {
 	ReadOnly bool
 	// SyncWrites makes every transaction durable (slow); the default relies on Sync.
 	SyncWrites bool
-	// FastCodecs code blocks on the write path; nil means the default (raw or fast deflate).
+	// FastCodecs code blocks on the write path; nil means the default (S2, raw when larger).
 	FastCodecs []codec.Codec
 	// LM decodes LM blocks; nil when no model is loaded.
 	LM codec.LMDecoder
@@ -103,7 +103,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	if len(opts.FastCodecs) == 0 {
-		opts.FastCodecs = []codec.Codec{codec.FastGzip}
+		// S2 costs little on the write path; the compactor recodes every block afterwards.
+		opts.FastCodecs = []codec.Codec{codec.S2Codec}
 	}
 	if opts.CacheBlocks == 0 {
 		opts.CacheBlocks = 4096
