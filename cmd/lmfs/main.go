@@ -22,6 +22,7 @@ func commands() []command {
 		{"mount", "[flags] STORE MOUNTPOINT", "mount a store (created if missing) and serve it in the background", runMount},
 		{"umount", "MOUNTPOINT", "flush, unmount and wait until the store is closed", runUmount},
 		{"stats", "[--json] STORE|MOUNTPOINT", "show files, logical and stored bytes, and space saved", runStats},
+		{"compact", "[--wait] [--model PATH] STORE|MOUNTPOINT", "recode pending blocks with the best codecs (a mount does this in the background)", runCompact},
 		{"bench", "[--json] [--model PATH] DIR...", "code files in 2 KiB blocks with every codec and compare", runBench},
 		{"version", "", "print the version and the store format it reads", runVersion},
 	}
