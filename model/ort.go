@@ -129,6 +129,13 @@ func versionAtLeast(v, min string) bool {
 	return true
 }
 
+// ortLibPath is the library loaded into this process, or "".
+func ortLibPath() string {
+	ortState.mu.Lock()
+	defer ortState.mu.Unlock()
+	return ortState.path
+}
+
 // ortVersion is the loaded library's version, or "" before one loads.
 func ortVersion() string {
 	if !ort.IsInitialized() {
@@ -194,32 +201,39 @@ func (s *ortSession) destroy() {
 // the self-test: every session's output on a fixed probe batch must equal the Go
 // evaluator's bit for bit. Errors wrap ErrORTUnavailable.
 func NewORTRunner(m *Model, o Options) (Runner, error) {
-	path := FindORTLibrary(o.LibPath)
-	if err := initORT(path); err != nil {
-		return nil, err
-	}
-	nsess, threads := o.sessions(), o.threads()
-	device := strings.ToLower(o.Device)
-	var r *ortRunner
-	var err error
-	switch device {
-	case "", "auto":
-		r, err = newORTRunner(m, nsess, threads, true)
-		if err != nil {
-			o.logger().Info("model runner: CUDA unavailable, using ONNX Runtime on the CPU", "err", err)
-			r, err = newORTRunner(m, nsess, threads, false)
-		}
-	case "cpu":
-		r, err = newORTRunner(m, nsess, threads, false)
-	case "cuda":
-		r, err = newORTRunner(m, nsess, threads, true)
-	default:
-		return nil, fmt.Errorf("%w: unknown device %q (auto, cpu or cuda)", ErrORTUnavailable, o.Device)
+	r, cudaErr, err := newORT(m, o)
+	if cudaErr != nil && err == nil {
+		o.logger().Info("model runner: CUDA unavailable, using ONNX Runtime on the CPU", "model", m.Name(), "cuda_err", cudaErr)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// newORT is NewORTRunner without logging; cudaErr is why device auto did not get CUDA.
+func newORT(m *Model, o Options) (r *ortRunner, cudaErr, err error) {
+	path := FindORTLibrary(o.LibPath)
+	if err := initORT(path); err != nil {
+		return nil, nil, err
+	}
+	nsess, threads := o.sessions(), o.threads()
+	switch strings.ToLower(o.Device) {
+	case "", "auto":
+		r, cudaErr = newORTRunner(m, nsess, threads, true)
+		if cudaErr == nil {
+			return r, nil, nil
+		}
+		r, err = newORTRunner(m, nsess, threads, false)
+		return r, cudaErr, err
+	case "cpu":
+		r, err = newORTRunner(m, nsess, threads, false)
+	case "cuda":
+		r, err = newORTRunner(m, nsess, threads, true)
+	default:
+		err = fmt.Errorf("%w: unknown device %q (auto, cpu or cuda)", ErrORTUnavailable, o.Device)
+	}
+	return r, nil, err
 }
 
 func newORTRunner(m *Model, nsess, threads int, cuda bool) (*ortRunner, error) {

@@ -77,9 +77,14 @@ func (o Options) logger() *slog.Logger {
 // evaluator (any differing bit refuses ORT); otherwise the Go evaluator, with one log line
 // saying why. Open fails only if the Go evaluator cannot run either (it always can).
 func Open(m *Model, o Options) (Runner, error) {
-	r, err := NewORTRunner(m, o)
+	r, cudaErr, err := newORT(m, o)
 	if err == nil {
-		o.logger().Info("model runner", "model", m.Name(), "backend", r.Backend(), "lib", ortState.path, "ort_version", ortVersion())
+		attrs := []any{"model", m.Name(), "backend", r.Backend(), "lib", ortLibPath(), "ort_version", ortVersion(),
+			"sessions", len(r.sessions)}
+		if cudaErr != nil {
+			attrs = append(attrs, "cuda_err", cudaErr)
+		}
+		o.logger().Info("model runner", attrs...)
 		return r, nil
 	}
 	o.logger().Warn("model runner: ONNX Runtime unavailable, using the slower Go evaluator", "model", m.Name(), "err", err)
