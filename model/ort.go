@@ -164,13 +164,13 @@ type ortSession struct {
 	lgi []int32   // [maxRunRows*256] integer logits
 	// io caches the input/output tensors per row count: views of idx and flt, created
 	// on first use (creating them on every Run costs about as much as a tiny model).
-	io map[int][2]*ort.Tensor[int64]
+	io map[int]*ort.Tensor[int64]
 	fo map[int]*ort.Tensor[float32]
 }
 
 func (s *ortSession) tensors(n int) (*ort.Tensor[int64], *ort.Tensor[float32], error) {
 	if in, ok := s.io[n]; ok {
-		return in[0], s.fo[n], nil
+		return in, s.fo[n], nil
 	}
 	k := s.m.order
 	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(k)), s.idx[:n*k])
@@ -182,14 +182,14 @@ func (s *ortSession) tensors(n int) (*ort.Tensor[int64], *ort.Tensor[float32], e
 		in.Destroy()
 		return nil, nil, fmt.Errorf("ort output tensor: %w", err)
 	}
-	s.io[n] = [2]*ort.Tensor[int64]{in}
+	s.io[n] = in
 	s.fo[n] = out
 	return in, out, nil
 }
 
 func (s *ortSession) destroy() {
 	for n, in := range s.io {
-		in[0].Destroy()
+		in.Destroy()
 		s.fo[n].Destroy()
 	}
 	s.io, s.fo = nil, nil
@@ -294,7 +294,7 @@ func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
 		idx: make([]int64, maxRunRows*m.order),
 		flt: make([]float32, maxRunRows*Outputs),
 		lgi: make([]int32, maxRunRows*Outputs),
-		io:  map[int][2]*ort.Tensor[int64]{},
+		io:  map[int]*ort.Tensor[int64]{},
 		fo:  map[int]*ort.Tensor[float32]{},
 	}, nil
 }
