@@ -30,9 +30,12 @@ const lmHeaderSize = 4
 // ErrUnknownModel reports an LM payload whose model is not loaded.
 var ErrUnknownModel = errors.New("unknown lm model")
 
-// DefaultLMBatchRows is the number of rows per Predict call when encoding, and the most blocks
-// decoded in lock-step (larger batches are decoded in waves of this many blocks).
+// DefaultLMBatchRows is the number of rows per Predict call when encoding.
 const DefaultLMBatchRows = 4096
+
+// DefaultLMDecodeBlocks is the most blocks decoded in lock-step: larger batches are decoded in
+// waves of this many (each live block holds about 0.4 MB of predictor state).
+const DefaultLMDecodeBlocks = 256
 
 // LMCodec codes blocks with one model. It is safe for concurrent use when its predictor is
 // (model.Runner is).
@@ -52,7 +55,7 @@ func NewLMCodec(p Predictor, shortID uint32) *LMCodec {
 }
 
 func newLMCodec(p Predictor, shortID uint32, params *mixParams) *LMCodec {
-	return &LMCodec{pred: p, id: shortID, params: params, rows: DefaultLMBatchRows, maxLive: 512}
+	return &LMCodec{pred: p, id: shortID, params: params, rows: DefaultLMBatchRows, maxLive: DefaultLMDecodeBlocks}
 }
 
 // SetBatch sets the rows per Predict call when encoding and the most blocks decoded in

@@ -41,16 +41,16 @@ type mixParams struct {
 }
 
 var defaultMix = mixParams{
-	ctrBits:   14,
-	ctrLimit:  255,
-	matchMin:  5,
+	ctrBits:   15,
+	ctrLimit:  1023,
+	matchMin:  4,
 	matchInit: 4,
-	lr:        6,
+	lr:        1,
 	lrShift:   14,
-	apmRate:   6,
+	apmRate:   5,
 	apmWeight: 2,
 	selBits:   true,
-	initW:     [nInputs]int32{65536, 8192, 8192, 8192, 8192, 16384, 0},
+	initW:     [nInputs]int32{50000, 4096, 8192, 8192, 16384, 32768, 0},
 	useInput:  [nInputs]bool{true, true, true, true, true, true, true},
 }
 

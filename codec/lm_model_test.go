@@ -1,0 +1,60 @@
+package codec
+
+import (
+	"bytes"
+	"os"
+	"testing"
+
+	"lmfs/model"
+)
+
+const tinyModel = "../model/testdata/tiny.lmfsm"
+
+func loadTuneModel(t testing.TB, path string) Predictor {
+	m, err := model.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return model.NewGoRunner(m)
+}
+
+func tinyCodec(t testing.TB) *LMCodec {
+	if _, err := os.Stat(tinyModel); err != nil {
+		t.Skip("no tiny model: ", err)
+	}
+	m, err := model.Load(tinyModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewLMCodec(model.NewGoRunner(m), m.ShortID())
+}
+
+// TestLMTinyModel round-trips blocks through the real model package (Go evaluator).
+func TestLMTinyModel(t *testing.T) {
+	c := tinyCodec(t)
+	var blocks [][]byte
+	for _, b := range testBlocks() {
+		blocks = append(blocks, b)
+	}
+	src, _ := os.ReadFile("lm.go")
+	for off := 0; off+BlockSize <= len(src) && off < 4*BlockSize; off += BlockSize {
+		blocks = append(blocks, src[off:off+BlockSize])
+	}
+	p, err := c.EncodeVerified(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lens := make([]int, len(blocks))
+	for i, b := range blocks {
+		lens[i] = len(b)
+	}
+	for _, live := range []int{1, 5, 512} {
+		c.SetBatch(DefaultLMBatchRows, live)
+		out, errs := NewLMSet(c).DecodeBatch(p, lens)
+		for i := range blocks {
+			if errs[i] != nil || !bytes.Equal(out[i], blocks[i]) {
+				t.Fatalf("decode batch %d: block %d: %v", live, i, errs[i])
+			}
+		}
+	}
+}
