@@ -40,3 +40,5 @@ func (s *Store) Models() ([][]byte, error) {
 	})
 	return out, err
 }
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

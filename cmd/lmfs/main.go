@@ -23,6 +23,7 @@ func commands() []command {
 		{"umount", "MOUNTPOINT", "flush, unmount and wait until the store is closed", runUmount},
 		{"stats", "[--json] STORE|MOUNTPOINT", "show files, logical and stored bytes, and space saved", runStats},
 		{"compact", "[--wait] [--model PATH] STORE|MOUNTPOINT", "recode pending blocks with the best codecs (a mount does this in the background)", runCompact},
+		{"fsck", "[--repair] [--json] STORE", "check every block and all metadata of an unmounted store", runFsck},
 		{"bench", "[--json] [--model PATH] DIR...", "code files in 2 KiB blocks with every codec and compare", runBench},
 		{"version", "", "print the version and the store format it reads", runVersion},
 	}
@@ -57,6 +58,8 @@ func main() {
 			case errors.Is(err, flag.ErrHelp):
 			case errors.Is(err, errUsage):
 				os.Exit(2)
+			case errors.Is(err, errFindings):
+				os.Exit(1)
 			default:
 				fmt.Fprintf(os.Stderr, "lmfs %s: %v\n", name, err)
 				os.Exit(1)

@@ -1,0 +1,468 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"path"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/codec"
+)
+
+// Finding is one problem fsck found.
+type Finding struct {
+	Kind     string `json:"kind"`
+	Path     string `json:"path,omitempty"`
+	Ino      uint64 `json:"ino,omitempty"`
+	Block    int64  `json:"block,omitempty"`
+	Detail   string `json:"detail"`
+	Repaired bool   `json:"repaired"`
+}
+
+// FsckReport is what Fsck found (and, with repair, fixed).
+type FsckReport struct {
+	Inodes   int64     `json:"inodes"`
+	Entries  int64     `json:"entries"`
+	Blocks   int64     `json:"blocks"`
+	Findings []Finding `json:"findings"`
+	Clean    bool      `json:"clean"`
+}
+
+// FsckOptions configure Fsck.
+type FsckOptions struct {
+	// Repair fixes what can be fixed without guessing data: orphaned keys are dropped, link
+	// counts and counters recomputed, unreachable inodes moved to /lost+found. Bad blocks are
+	// reported, never zeroed.
+	Repair bool
+	// Progress is called now and then with blocks checked so far and the total.
+	Progress func(done, total int64)
+}
+
+type fsckInode struct {
+	n       Inode
+	links   uint32 // entries pointing at it
+	subdirs uint32
+	parent  uint64 // parent of the first entry seen
+	name    string
+	reached bool
+}
+
+// Fsck checks every block (decoded and checked against its CRC) and the metadata: entries
+// point to inodes, link counts match, no block lies past its file's end, no orphaned blocks,
+// xattrs or markers, counters equal what is stored, every model referenced is present.
+func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
+	s.StopCompactor()
+	r := &FsckReport{}
+	add := func(f Finding) { r.Findings = append(r.Findings, f) }
+	inodes := map[uint64]*fsckInode{}
+	var dels [][]byte // keys repair deletes
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Seek([]byte{tagInode}); it.ValidForPrefix([]byte{tagInode}); it.Next() {
+			k := it.Item().Key()
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			ino := binary.BigEndian.Uint64(k[1:])
+			n, err := unmarshalInode(ino, v)
+			if err != nil || len(k) != 9 {
+				add(Finding{Kind: "bad-inode", Ino: ino, Detail: fmt.Sprint(err)})
+				continue
+			}
+			inodes[ino] = &fsckInode{n: n}
+			r.Inodes++
+		}
+		if root := inodes[RootIno]; root == nil || !root.n.IsDir() {
+			return fmt.Errorf("the root directory is missing or not a directory: the store cannot be repaired by fsck")
+		}
+		// Directory entries, both views.
+		for it.Seek([]byte{tagDirent}); it.ValidForPrefix([]byte{tagDirent}); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			parent, name := binary.BigEndian.Uint64(k[1:9]), string(k[9:])
+			d, err := unmarshalDirent(v)
+			p := inodes[parent]
+			switch {
+			case err != nil:
+				add(Finding{Kind: "bad-entry", Ino: parent, Detail: fmt.Sprintf("entry %q: %v", name, err)})
+				dels = append(dels, k)
+				continue
+			case p == nil || !p.n.IsDir():
+				add(Finding{Kind: "orphan-entry", Ino: parent, Detail: fmt.Sprintf("entry %q in missing directory %d", name, parent)})
+				dels = append(dels, k, dirOrderKey(parent, d.Cookie))
+				continue
+			}
+			c := inodes[d.Ino]
+			if c == nil {
+				add(Finding{Kind: "dangling-entry", Ino: parent, Detail: fmt.Sprintf("entry %q points to missing inode %d", name, d.Ino)})
+				dels = append(dels, k, dirOrderKey(parent, d.Cookie))
+				continue
+			}
+			r.Entries++
+			c.links++
+			if c.parent == 0 {
+				c.parent, c.name = parent, name
+			}
+			if c.n.IsDir() {
+				p.subdirs++
+			}
+			ov, err := txn.Get(dirOrderKey(parent, d.Cookie))
+			if err != nil {
+				add(Finding{Kind: "bad-entry", Ino: parent, Detail: fmt.Sprintf("entry %q has no readdir slot %d", name, d.Cookie)})
+				continue
+			}
+			ok := false
+			ov.Value(func(b []byte) error {
+				ok = len(b) >= 12 && binary.LittleEndian.Uint64(b) == d.Ino && string(b[12:]) == name
+				return nil
+			})
+			if !ok {
+				add(Finding{Kind: "bad-entry", Ino: parent, Detail: fmt.Sprintf("entry %q disagrees with its readdir slot", name)})
+			}
+		}
+		for it.Seek([]byte{tagDirOrder}); it.ValidForPrefix([]byte{tagDirOrder}); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			v, _ := it.Item().ValueCopy(nil)
+			parent, _ := decodeU64U64(k)
+			if len(v) < 12 {
+				add(Finding{Kind: "bad-entry", Ino: parent, Detail: "short readdir slot"})
+				dels = append(dels, k)
+				continue
+			}
+			if _, err := txn.Get(direntKey(parent, string(v[12:]))); err != nil {
+				add(Finding{Kind: "orphan-entry", Ino: parent, Detail: fmt.Sprintf("readdir slot %q without entry", v[12:])})
+				dels = append(dels, k)
+			}
+		}
+		// Xattrs, markers of missing inodes.
+		for _, tag := range []byte{tagXattr, tagOrphan, tagTrim} {
+			for it.Seek([]byte{tag}); it.ValidForPrefix([]byte{tag}); it.Next() {
+				k := it.Item().KeyCopy(nil)
+				if len(k) < 9 || inodes[binary.BigEndian.Uint64(k[1:9])] == nil {
+					add(Finding{Kind: "orphan-key", Detail: fmt.Sprintf("%c key of missing inode", tag)})
+					dels = append(dels, k)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	// Reachability from the root and paths for messages.
+	pathOf := func(ino uint64) string {
+		var parts []string
+		for i := 0; i < 4096 && ino != RootIno; i++ {
+			c := inodes[ino]
+			if c == nil || c.parent == 0 {
+				return "?/" + path.Join(parts...)
+			}
+			parts = append([]string{c.name}, parts...)
+			ino = c.parent
+		}
+		return "/" + path.Join(parts...)
+	}
+	s.markReached(inodes)
+	var lost []uint64
+	var nlinkFix []uint64
+	for ino, c := range inodes {
+		want := c.links
+		if c.n.IsDir() {
+			want = 2 + c.subdirs
+			if c.links == 0 && ino != RootIno {
+				want = 0
+			}
+		}
+		if ino == RootIno {
+			want = 2 + c.subdirs
+		}
+		orphanMarked := s.hasKey(orphanKey(ino))
+		switch {
+		case !c.reached && ino != RootIno && c.links == 0 && orphanMarked:
+			// unlinked while open: freed at the next open
+		case !c.reached && ino != RootIno:
+			add(Finding{Kind: "unreachable", Ino: ino, Detail: fmt.Sprintf("inode %d (mode %o) is not reachable from the root", ino, c.n.Mode)})
+			lost = append(lost, ino)
+		case c.n.Nlink != want:
+			add(Finding{Kind: "nlink", Ino: ino, Path: pathOf(ino), Detail: fmt.Sprintf("nlink %d, %d links found", c.n.Nlink, want)})
+			nlinkFix = append(nlinkFix, ino)
+		}
+	}
+	// Blocks: decode every one.
+	models := map[uint32]bool{}
+	if stored, err := s.Models(); err == nil {
+		for _, m := range stored {
+			if len(m) > 0 {
+				models[shortID(m)] = true
+			}
+		}
+	}
+	total := s.Counters()
+	totalBlocks, _, _ := total.Stored()
+	var computed Delta
+	for _, c := range inodes {
+		computed.addInode(&c.n, 1)
+	}
+	type pend struct {
+		key []byte
+		rec []byte
+		ino uint64
+		blk uint64
+	}
+	var batch []pend
+	lastProgress := time.Now()
+	check := func() {
+		recs := make([][]byte, len(batch))
+		for i, b := range batch {
+			recs[i] = b.rec
+		}
+		_, errs := codec.DecodeRecords(recs, s.lm())
+		for i, b := range batch {
+			r.Blocks++
+			if errs[i] != nil {
+				add(Finding{Kind: "bad-block", Ino: b.ino, Block: int64(b.blk), Path: pathOf(b.ino), Detail: errs[i].Error()})
+			}
+		}
+		batch = batch[:0]
+		if o.Progress != nil && time.Since(lastProgress) > 200*time.Millisecond {
+			o.Progress(r.Blocks, totalBlocks)
+			lastProgress = time.Now()
+		}
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Seek([]byte{tagBlock}); it.ValidForPrefix([]byte{tagBlock}); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			rec, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			ino, blk := decodeU64U64(k)
+			c := inodes[ino]
+			switch {
+			case len(k) != 17:
+				add(Finding{Kind: "orphan-block", Detail: "malformed block key"})
+				dels = append(dels, k)
+				continue
+			case c == nil || !c.n.IsReg():
+				add(Finding{Kind: "orphan-block", Ino: ino, Block: int64(blk), Detail: "block of a missing or non-regular inode"})
+				dels = append(dels, k, pendingKey(ino, blk))
+				continue
+			case blk >= blocksFor(c.n.Size) && !s.hasKey(trimKey(ino)):
+				add(Finding{Kind: "block-past-eof", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("block %d past the end of a %d-byte file", blk, c.n.Size)})
+				dels = append(dels, k, pendingKey(ino, blk))
+				continue
+			}
+			computed.addBlock(rec, 1)
+			if h, payload, err := codec.ParseHeader(rec); err == nil {
+				if h.Codec == codec.LM && len(payload) >= 4 && !models[binary.BigEndian.Uint32(payload)] {
+					add(Finding{Kind: "missing-model", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("model %08x is not in the store", binary.BigEndian.Uint32(payload))})
+				}
+				if h.Flags&codec.FlagPending != 0 && !s.hasKey(pendingKey(ino, blk)) {
+					add(Finding{Kind: "pending-mark", Ino: ino, Block: int64(blk), Detail: "pending block without its marker"})
+				}
+			}
+			batch = append(batch, pend{k, rec, ino, blk})
+			if len(batch) == 256 {
+				check()
+			}
+		}
+		if len(batch) > 0 {
+			check()
+		}
+		for it.Seek([]byte{tagPending}); it.ValidForPrefix([]byte{tagPending}); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			ino, blk := decodeU64U64(k)
+			if !s.hasKey(blockKey(ino, blk)) {
+				add(Finding{Kind: "orphan-key", Ino: ino, Block: int64(blk), Detail: "pending marker of a missing block"})
+				dels = append(dels, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	if o.Progress != nil {
+		o.Progress(r.Blocks, totalBlocks)
+	}
+	// Counters.
+	if got := s.Counters(); !countersEqual(got, computed) {
+		a, _ := json.Marshal(got)
+		add(Finding{Kind: "counters", Detail: fmt.Sprintf("stats counters %s differ from what is stored", a)})
+	}
+	if o.Repair {
+		if err := s.repair(r, inodes, dels, nlinkFix, lost, computed); err != nil {
+			return r, err
+		}
+	}
+	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Kind < r.Findings[j].Kind })
+	r.Clean = true
+	for _, f := range r.Findings {
+		if !f.Repaired {
+			r.Clean = false
+		}
+	}
+	return r, nil
+}
+
+func shortID(model []byte) uint32 {
+	id := sha256Sum(model)
+	return binary.BigEndian.Uint32(id[:4])
+}
+
+func (s *Store) markReached(inodes map[uint64]*fsckInode) {
+	queue := []uint64{RootIno}
+	inodes[RootIno].reached = true
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		for after := uint64(0); ; {
+			ents, err := s.ReadDir(dir, after, 4096)
+			if err != nil || len(ents) == 0 {
+				break
+			}
+			for _, e := range ents {
+				if c := inodes[e.Ino]; c != nil && !c.reached {
+					c.reached = true
+					if c.n.IsDir() {
+						queue = append(queue, e.Ino)
+					}
+				}
+			}
+			after = ents[len(ents)-1].Cookie
+		}
+	}
+}
+
+func (s *Store) hasKey(k []byte) bool {
+	found := false
+	s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(k)
+		found = err == nil
+		return nil
+	})
+	return found
+}
+
+func countersEqual(c Counters, d Delta) bool {
+	if c.Files != d.Files || c.Dirs != d.Dirs || c.Symlinks != d.Symlinks || c.Others != d.Others ||
+		c.Logical != d.Logical || c.Pending != d.Pending {
+		return false
+	}
+	for i, u := range d.codec {
+		if u != (CodecUse{}) || c.Codecs[codec.ID(i).String()] != (CodecUse{}) {
+			if c.Codecs[codec.ID(i).String()] != u {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// repair applies what Fsck can fix without guessing data.
+func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byte, nlinkFix, lost []uint64, computed Delta) error {
+	mark := func(kinds ...string) {
+		for i := range r.Findings {
+			for _, k := range kinds {
+				if r.Findings[i].Kind == k {
+					r.Findings[i].Repaired = true
+				}
+			}
+		}
+	}
+	for len(dels) > 0 {
+		n := min(len(dels), purgeChunk)
+		chunk := dels[:n]
+		if err := s.update(func(txn *badger.Txn) error {
+			for _, k := range chunk {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		dels = dels[n:]
+	}
+	mark("orphan-entry", "dangling-entry", "orphan-key", "orphan-block", "block-past-eof")
+	if len(lost) > 0 {
+		lf, err := s.Lookup(RootIno, "lost+found")
+		if err != nil {
+			if lf, err = s.Create(RootIno, "lost+found", NewNode{Mode: syscall.S_IFDIR | 0o700}); err != nil {
+				return fmt.Errorf("create lost+found: %w", err)
+			}
+		}
+		for _, ino := range lost {
+			err := s.update(func(txn *badger.Txn) error {
+				p, err := getInode(txn, lf.Ino)
+				if err != nil {
+					return err
+				}
+				c, err := getInode(txn, ino)
+				if err != nil {
+					return err
+				}
+				if c.IsDir() {
+					c.Parent = lf.Ino
+					c.Nlink = 2 + inodes[ino].subdirs
+				} else {
+					c.Nlink = 1
+				}
+				if err := addEntry(txn, &p, fmt.Sprintf("#%d", ino), &c, time.Now().UnixNano()); err != nil {
+					return err
+				}
+				if err := txn.Delete(orphanKey(ino)); err != nil {
+					return err
+				}
+				if err := putInode(txn, &p); err != nil {
+					return err
+				}
+				return putInode(txn, &c)
+			})
+			if err != nil {
+				return err
+			}
+		}
+		mark("unreachable")
+	}
+	for _, ino := range nlinkFix {
+		c := inodes[ino]
+		want := c.links
+		if c.n.IsDir() || ino == RootIno {
+			want = 2 + c.subdirs
+		}
+		if err := s.update(func(txn *badger.Txn) error {
+			n, err := getInode(txn, ino)
+			if err != nil {
+				return err
+			}
+			n.Nlink = want
+			return putInode(txn, &n)
+		}); err != nil {
+			return err
+		}
+	}
+	mark("nlink")
+	d, err := s.scanCounters()
+	if err != nil {
+		return err
+	}
+	s.counters.mu.Lock()
+	s.counters.d = d
+	s.counters.mu.Unlock()
+	mark("counters", "pending-mark")
+	return s.saveCounters(false)
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"lmfs/blockstore"
+)
+
+// errFindings makes fsck exit non-zero after it has printed its findings.
+var errFindings = errors.New("store has problems")
+
+func runFsck(args []string) error {
+	fl := newFlags("fsck")
+	repair := fl.Bool("repair", false, "fix what can be fixed without guessing data (bad blocks are only reported)")
+	asJSON := fl.Bool("json", false, "print JSON")
+	quiet := fl.Bool("quiet", false, "no progress bar")
+	ortLib := fl.String("ort-lib", "", "ONNX Runtime library (default: $LMFS_ORT_LIB, then lib/ next to the executable)")
+	pos, err := parseArgs(fl, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	store, mounted, err := resolveStore(pos[0])
+	if err != nil {
+		return err
+	}
+	var rep report
+	if mounted || controlGet(store, "/stats", &rep) == nil {
+		return fmt.Errorf("%s is mounted: unmount it first (lmfs umount)", store)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
+	st, err := blockstore.Open(store, blockstore.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// Decode LM blocks with the store's own models only.
+	lm, err := openModels(st, lmFlags{ortLib: *ortLib, device: "cpu", noLM: true}, log)
+	if err != nil {
+		return err
+	}
+	defer lm.Close()
+	o := blockstore.FsckOptions{Repair: *repair}
+	start := time.Now()
+	if !*quiet && isTerminal(os.Stderr) {
+		o.Progress = func(done, total int64) { progressBar(os.Stderr, "checking", done, total, time.Since(start)) }
+	}
+	r, err := st.Fsck(o)
+	if o.Progress != nil {
+		fmt.Fprintln(os.Stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(r)
+	} else {
+		for _, f := range r.Findings {
+			where := ""
+			if f.Path != "" {
+				where = " " + f.Path
+			}
+			if f.Ino != 0 {
+				where += fmt.Sprintf(" (inode %d)", f.Ino)
+			}
+			if f.Kind == "bad-block" || f.Kind == "block-past-eof" || f.Kind == "missing-model" {
+				where += fmt.Sprintf(" block %d (offset %d)", f.Block, f.Block*2048)
+			}
+			state := ""
+			if f.Repaired {
+				state = " [repaired]"
+			}
+			fmt.Printf("%s%s: %s%s\n", f.Kind, where, f.Detail, state)
+		}
+		fmt.Printf("checked %d inodes, %d entries, %d blocks in %s: ", r.Inodes, r.Entries, r.Blocks, time.Since(start).Round(time.Millisecond))
+		if r.Clean {
+			fmt.Println("clean")
+		} else {
+			fmt.Printf("%d problems\n", len(r.Findings))
+		}
+	}
+	if !r.Clean {
+		return errFindings
+	}
+	return nil
+}
