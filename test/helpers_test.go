@@ -433,3 +433,10 @@ func fillRandom(r *rand.Rand, b []byte) {
 		b[i] = byte(r.Uint32())
 	}
 }
+
+// textData returns n bytes of compressible text (no zero blocks).
+func textData(seed int64, n int) []byte {
+	b := make([]byte, n)
+	fillText(newRand(seed), b)
+	return b
+}
