@@ -3,7 +3,7 @@
 GO ?= go
 ORT_VERSION ?= 1.24.3
 
-.PHONY: all build ort deps test bench clean
+.PHONY: all build ort deps test bench bench-fs bench-codec clean
 
 all: deps ort build
 
@@ -19,6 +19,16 @@ deps:
 test: all
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+
+# Benchmarks print tables (README has the results); they are measurements, not tests.
+bench: bench-fs bench-codec
+
+bench-fs: build
+	bash scripts/bench-fs.sh
+
+bench-codec: build
+	./lmfs bench --quiet ../shared/corpus/dev
+	$(GO) test -run XXX -bench . -benchtime 2x ./codec/ ./model/
 
 clean:
 	rm -rf lmfs lib build

@@ -5,26 +5,36 @@ import (
 )
 
 // Encode returns a record for raw (1..BlockSize bytes) coded by whichever of codecs gives the
-// smallest payload; Raw when none is smaller than the bytes themselves.
+// smallest payload; Raw when none is smaller than the bytes themselves. The first candidate
+// encodes straight into dst (the write path has just one): no copy of its payload.
 func Encode(dst, raw []byte, flags uint8, codecs ...Codec) []byte {
-	best := RawCodec
-	var bestPayload []byte
+	start := len(dst)
+	dst = appendHeader(dst, Raw, flags, raw)
+	body := len(dst)
+	best := Raw
+	bestLen := len(raw)
 	var scratch []byte
 	for _, c := range codecs {
 		if c.ID() == Raw {
 			continue
 		}
+		if best == Raw {
+			if out := c.Encode(dst[:body], raw); len(out)-body < bestLen {
+				best, bestLen, dst = c.ID(), len(out)-body, out
+			}
+			continue
+		}
 		scratch = c.Encode(scratch[:0], raw)
-		if len(scratch) < len(raw) && (bestPayload == nil || len(scratch) < len(bestPayload)) {
-			best = c
-			bestPayload = append(bestPayload[:0], scratch...)
+		if len(scratch) < bestLen {
+			best, bestLen = c.ID(), len(scratch)
+			dst = append(dst[:body], scratch...)
 		}
 	}
-	if bestPayload == nil {
-		bestPayload = raw
+	if best == Raw {
+		dst = append(dst[:body], raw...)
 	}
-	dst = appendHeader(dst, best.ID(), flags, raw)
-	return append(dst, bestPayload...)
+	dst[start] = byte(best)
+	return dst
 }
 
 // EncodeWith returns a record for raw whose payload was already produced by codec id.

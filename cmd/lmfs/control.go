@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -39,6 +40,9 @@ func serveControl(st *blockstore.Store, extra func() map[string]any) (func(), er
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(rep)
 	})
+	// Profiles of the running mount, for performance work: go tool pprof over the socket.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	return func() {

@@ -21,6 +21,7 @@ import (
 type mountFlags struct {
 	lm         lmFlags
 	foreground bool
+	noCompact  bool
 	options    string
 	debug      bool
 	readyFD    int
@@ -36,6 +37,7 @@ func runMount(args []string) error {
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
 	fl.StringVar(&mf.logFile, "log", "", "log file of a background mount (default STORE/lmfs.log)")
 	fl.IntVar(&mf.readyFD, "ready-fd", 0, "internal: file descriptor to report readiness on")
+	fl.BoolVar(&mf.noCompact, "no-compact", false, "keep blocks as the write path stored them (fast codec); no background recoding")
 	mf.lm.register(fl)
 	pos, err := parseArgs(fl, args, 2, 2)
 	if err != nil {
@@ -132,6 +134,9 @@ func daemonize(store, mnt string, mf mountFlags) error {
 	if mf.lm.noLM {
 		args = append(args, "--no-lm")
 	}
+	if mf.noCompact {
+		args = append(args, "--no-compact")
+	}
 	args = append(args, store, mnt)
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -183,7 +188,9 @@ func serve(store, mnt string, mf mountFlags) error {
 		return fail(err)
 	}
 	defer lm.Close()
-	st.StartCompactor(blockstore.CompactOptions{LM: lmEncoder(lm)})
+	if !mf.noCompact {
+		st.StartCompactor(blockstore.CompactOptions{LM: lmEncoder(lm)})
+	}
 	stopControl, err := serveControl(st, func() map[string]any { return mountExtra(st, lm) })
 	if err != nil {
 		st.Close()
