@@ -86,31 +86,64 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 }
 
 // loadBlocks returns the decoded blocks first..last of ino (holes absent), from the cache or
-// decoded in one batch. Call with the inode's lock held.
+// decoded in one batch (all LM blocks of the range share the model calls). Call with the
+// inode's lock held.
 func (s *Store) loadBlocks(txn *badger.Txn, ino, first, last uint64) (map[uint64][]byte, error) {
 	out := make(map[uint64][]byte, last-first+1)
 	var missIdx []uint64
 	var recs [][]byte
-	for b := first; b <= last; b++ {
-		if data, ok := s.cache.get(ino, b); ok {
-			if data != nil {
-				out[b] = data
-			}
-			continue
-		}
-		item, err := txn.Get(blockKey(ino, b))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
+	miss := func(b uint64, item *badger.Item) error {
 		rec, err := item.ValueCopy(nil)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		missIdx = append(missIdx, b)
 		recs = append(recs, rec)
+		return nil
+	}
+	if last-first < 4 {
+		for b := first; b <= last; b++ {
+			if data, ok := s.cache.get(ino, b); ok {
+				if data != nil {
+					out[b] = data
+				}
+				continue
+			}
+			item, err := txn.Get(blockKey(ino, b))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if err := miss(b, item); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		// Long ranges: one seek and a scan beat a lookup per block.
+		o := badger.DefaultIteratorOptions
+		prefix := inoPrefix(tagBlock, ino)
+		o.Prefix = prefix
+		o.PrefetchValues = false
+		it := txn.NewIterator(o)
+		for it.Seek(blockKey(ino, first)); it.ValidForPrefix(prefix); it.Next() {
+			_, b := decodeU64U64(it.Item().Key())
+			if b > last {
+				break
+			}
+			if data, ok := s.cache.get(ino, b); ok {
+				if data != nil {
+					out[b] = data
+				}
+				continue
+			}
+			if err := miss(b, it.Item()); err != nil {
+				it.Close()
+				return nil, err
+			}
+		}
+		it.Close()
 	}
 	if len(recs) == 0 {
 		return out, nil
@@ -213,7 +246,7 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) (Inode, error) {
 			return err
 		}
 		for _, nb := range blocks {
-			if err := s.replaceBlock(txn, ino, nb.blk, nb.rec, &d); err != nil {
+			if err := s.replaceBlock(txn, ino, nb.blk, nb.rec, &d, cur.Size); err != nil {
 				return err
 			}
 		}
@@ -288,9 +321,15 @@ func (s *Store) encodeBlocks(blocks []newBlock) {
 }
 
 // replaceBlock stores rec as block blk of ino (nil rec: a hole) and accounts for the change.
-func (s *Store) replaceBlock(txn *badger.Txn, ino, blk uint64, rec []byte, d *Delta) error {
+// oldSize is the file's size before the change: blocks at or past its end cannot exist (no
+// block lies past a file's end), so appends skip the lookup of the old record.
+func (s *Store) replaceBlock(txn *badger.Txn, ino, blk uint64, rec []byte, d *Delta, oldSize uint64) error {
 	key := blockKey(ino, blk)
-	item, err := txn.Get(key)
+	var item *badger.Item
+	err := badger.ErrKeyNotFound
+	if blk*bs < oldSize {
+		item, err = txn.Get(key)
+	}
 	switch {
 	case err == nil:
 		if err := item.Value(func(v []byte) error { d.addBlock(v, -1); return nil }); err != nil {
@@ -299,11 +338,13 @@ func (s *Store) replaceBlock(txn *badger.Txn, ino, blk uint64, rec []byte, d *De
 	case !errors.Is(err, badger.ErrKeyNotFound):
 		return err
 	}
+	existed := err == nil
 	if rec == nil {
-		if err == nil {
-			if err := txn.Delete(key); err != nil {
-				return err
-			}
+		if !existed {
+			return nil // a hole stays a hole
+		}
+		if err := txn.Delete(key); err != nil {
+			return err
 		}
 		return txn.Delete(pendingKey(ino, blk))
 	}
@@ -313,6 +354,9 @@ func (s *Store) replaceBlock(txn *badger.Txn, ino, blk uint64, rec []byte, d *De
 	}
 	if len(rec) > 1 && rec[1]&codec.FlagPending != 0 {
 		return txn.Set(pendingKey(ino, blk), nil)
+	}
+	if !existed {
+		return nil
 	}
 	return txn.Delete(pendingKey(ino, blk))
 }
@@ -364,7 +408,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 			return err
 		}
 		if tail != nil {
-			if err := s.replaceBlock(txn, ino, tail.blk, tail.rec, &d); err != nil {
+			if err := s.replaceBlock(txn, ino, tail.blk, tail.rec, &d, cur.Size); err != nil {
 				return err
 			}
 		}

@@ -89,6 +89,9 @@ type Store struct {
 
 	lmDec atomic.Pointer[lmHolder] // decoder of LM blocks (replaced when models are loaded)
 
+	gcStop chan struct{}
+	gcDone chan struct{}
+
 	mu        sync.Mutex
 	compactor *compactor
 	opens     map[uint64]int // open file handles per inode (for unlinked-while-open files)
@@ -117,13 +120,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // block records are already compressed
 		WithSyncWrites(opts.SyncWrites).
-		// Records (at most 2 KiB + header) stay in the LSM tree: reads need one lookup, deleted
-		// blocks are reclaimed by compaction, and no value-log GC is needed.
-		WithValueThreshold(1 << 20).
+		// Block records go to the value log (written once, append only); the LSM tree holds
+		// keys, metadata and pointers, so its compactions stay cheap. Space of deleted and
+		// overwritten blocks comes back through value-log GC (gc.go).
+		WithValueThreshold(64).
 		WithNumVersionsToKeep(1).
 		WithReadOnly(opts.ReadOnly).
 		WithMemTableSize(32 << 20).
-		WithValueLogFileSize(256 << 20).
+		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20)
@@ -142,6 +146,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.init(created); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if !opts.ReadOnly {
+		s.startGC()
 	}
 	return s, nil
 }
@@ -248,6 +255,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.StopCompactor()
+	s.stopGC()
 	var err error
 	if !s.opts.ReadOnly {
 		err = s.saveCounters(true)
