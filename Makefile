@@ -3,7 +3,7 @@
 GO ?= go
 ORT_VERSION ?= 1.24.3
 
-.PHONY: all build ort deps test bench bench-fs bench-codec clean
+.PHONY: all build ort deps test fuzz bench bench-fs bench-codec clean
 
 all: deps ort build
 
@@ -19,6 +19,14 @@ deps:
 test: all
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(MAKE) fuzz
+
+# Each fuzz target runs briefly on top of its committed seed corpus (testdata/fuzz).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./codec/
+	$(GO) test -run XXX -fuzz '^FuzzLMDecode$$' -fuzztime $(FUZZTIME) ./codec/
+	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./model/
 
 # Benchmarks print tables (README has the results); they are measurements, not tests.
 bench: bench-fs bench-codec
