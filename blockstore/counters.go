@@ -30,7 +30,7 @@ type CodecUse struct {
 type Delta struct {
 	Files, Dirs, Symlinks, Others int64
 	Logical                       int64
-	Pending                       int64
+	Pending, PendingRaw           int64
 	codec                         [8]CodecUse
 }
 
@@ -51,19 +51,21 @@ func (d *Delta) addBlock(rec []byte, sign int64) {
 		u.Raw += sign * int64(h.RawLen)
 		if h.Flags&codec.FlagPending != 0 {
 			d.Pending += sign
+			d.PendingRaw += sign * int64(h.RawLen)
 		}
 	}
 }
 
 // Counters is a snapshot of the store's counters.
 type Counters struct {
-	Files    int64               `json:"files"`
-	Dirs     int64               `json:"dirs"`
-	Symlinks int64               `json:"symlinks"`
-	Others   int64               `json:"others"`
-	Logical  int64               `json:"logical_bytes"`
-	Pending  int64               `json:"pending_blocks"`
-	Codecs   map[string]CodecUse `json:"codecs"`
+	Files      int64               `json:"files"`
+	Dirs       int64               `json:"dirs"`
+	Symlinks   int64               `json:"symlinks"`
+	Others     int64               `json:"others"`
+	Logical    int64               `json:"logical_bytes"`
+	Pending    int64               `json:"pending_blocks"`
+	PendingRaw int64               `json:"pending_bytes"`
+	Codecs     map[string]CodecUse `json:"codecs"`
 }
 
 // Stored is the sum of all block records' bytes.
@@ -92,6 +94,7 @@ func (c *counters) add(d Delta) {
 	c.d.Others += d.Others
 	c.d.Logical += d.Logical
 	c.d.Pending += d.Pending
+	c.d.PendingRaw += d.PendingRaw
 	for i := range d.codec {
 		c.d.codec[i].Blocks += d.codec[i].Blocks
 		c.d.codec[i].Raw += d.codec[i].Raw
@@ -103,7 +106,7 @@ func (c *counters) snapshot() Counters {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := Counters{Files: c.d.Files, Dirs: c.d.Dirs, Symlinks: c.d.Symlinks, Others: c.d.Others,
-		Logical: c.d.Logical, Pending: c.d.Pending, Codecs: map[string]CodecUse{}}
+		Logical: c.d.Logical, Pending: c.d.Pending, PendingRaw: c.d.PendingRaw, Codecs: map[string]CodecUse{}}
 	for i, u := range c.d.codec {
 		if u.Blocks != 0 || u.Stored != 0 {
 			out.Codecs[codec.ID(i).String()] = u
@@ -116,8 +119,8 @@ func (c *counters) snapshot() Counters {
 func (s *Store) Counters() Counters { return s.counters.snapshot() }
 
 type persisted struct {
-	Files, Dirs, Symlinks, Others, Logical, Pending int64
-	Codec                                           [8]CodecUse
+	Files, Dirs, Symlinks, Others, Logical, Pending, PendingRaw int64
+	Codec                                                       [8]CodecUse
 }
 
 // saveCounters writes the counters; clean marks a store closed cleanly.
@@ -125,7 +128,7 @@ func (s *Store) saveCounters(clean bool) error {
 	s.counters.mu.Lock()
 	d := s.counters.d
 	s.counters.mu.Unlock()
-	p := persisted{d.Files, d.Dirs, d.Symlinks, d.Others, d.Logical, d.Pending, d.codec}
+	p := persisted{d.Files, d.Dirs, d.Symlinks, d.Others, d.Logical, d.Pending, d.PendingRaw, d.codec}
 	b, _ := json.Marshal(p)
 	cl := []byte{0}
 	if clean {
@@ -170,7 +173,7 @@ func (s *Store) loadCounters() error {
 	}
 	s.counters = newCounters()
 	if clean {
-		s.counters.d = Delta{Files: p.Files, Dirs: p.Dirs, Symlinks: p.Symlinks, Others: p.Others, Logical: p.Logical, Pending: p.Pending, codec: p.Codec}
+		s.counters.d = Delta{Files: p.Files, Dirs: p.Dirs, Symlinks: p.Symlinks, Others: p.Others, Logical: p.Logical, Pending: p.Pending, PendingRaw: p.PendingRaw, codec: p.Codec}
 	} else {
 		s.log.Info("store was not closed cleanly: recomputing counters", "store", s.dir)
 		d, err := s.scanCounters()

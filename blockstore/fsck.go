@@ -358,7 +358,7 @@ func (s *Store) hasKey(k []byte) bool {
 
 func countersEqual(c Counters, d Delta) bool {
 	if c.Files != d.Files || c.Dirs != d.Dirs || c.Symlinks != d.Symlinks || c.Others != d.Others ||
-		c.Logical != d.Logical || c.Pending != d.Pending {
+		c.Logical != d.Logical || c.Pending != d.Pending || c.PendingRaw != d.PendingRaw {
 		return false
 	}
 	for i, u := range d.codec {

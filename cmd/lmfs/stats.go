@@ -28,6 +28,7 @@ type report struct {
 	Ratio        float64                        `json:"ratio"` // stored / logical
 	Saved        int64                          `json:"saved_bytes"`
 	Pending      int64                          `json:"pending_blocks"`
+	PendingRaw   int64                          `json:"pending_bytes"`
 	DiskUsage    int64                          `json:"disk_bytes"`
 	Codecs       map[string]blockstore.CodecUse `json:"codecs"`
 	Extra        map[string]any                 `json:"extra,omitempty"`
@@ -38,7 +39,7 @@ func buildReport(st *blockstore.Store, mounted bool) report {
 	c := st.Counters()
 	blocks, _, stored := c.Stored()
 	r := report{Store: st.Dir(), Mounted: mounted, Files: c.Files, Dirs: c.Dirs, Symlinks: c.Symlinks,
-		Logical: c.Logical, Stored: stored, Blocks: blocks, Saved: c.Logical - stored, Pending: c.Pending,
+		Logical: c.Logical, Stored: stored, Blocks: blocks, Saved: c.Logical - stored, Pending: c.Pending, PendingRaw: c.PendingRaw,
 		DiskUsage: diskUsage(st.Dir()), Codecs: c.Codecs, FormatVesion: st.Format().Version}
 	if mounted {
 		r.PID = os.Getpid()
@@ -118,7 +119,7 @@ func printReport(r report) {
 	fmt.Printf("logical        %s\n", human(r.Logical))
 	fmt.Printf("stored         %s in %d blocks (%.1f%% of logical)\n", human(r.Stored), r.Blocks, 100*r.Ratio)
 	fmt.Printf("saved          %s\n", human(r.Saved))
-	fmt.Printf("pending        %d blocks awaiting the compactor\n", r.Pending)
+	fmt.Printf("pending        %d blocks (%s) awaiting the compactor\n", r.Pending, human(r.PendingRaw))
 	fmt.Printf("on disk        %s (Badger files, including not yet compacted space)\n", human(r.DiskUsage))
 	names := make([]string, 0, len(r.Codecs))
 	for n := range r.Codecs {
