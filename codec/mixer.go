@@ -45,12 +45,12 @@ var defaultMix = mixParams{
 	ctrLimit:  1023,
 	matchMin:  4,
 	matchInit: 4,
-	lr:        1,
-	lrShift:   14,
+	lr:        3,
+	lrShift:   15,
 	apmRate:   5,
 	apmWeight: 2,
 	selBits:   true,
-	initW:     [nInputs]int32{50000, 4096, 8192, 8192, 16384, 32768, 0},
+	initW:     [nInputs]int32{40000, 4096, 8192, 16384, 16384, 32768, 0},
 	useInput:  [nInputs]bool{true, true, true, true, true, true, true},
 }
 
@@ -73,6 +73,7 @@ type lmState struct {
 	o0       [256]uint32
 	ctr      [3][]uint32 // orders 1..3
 	ctxHash  [3]uint32   // per order, hash of the context bytes at this byte boundary
+	bucket   [3]uint32   // per order, first slot of the current nibble's bucket
 	ctrIdx   [3]uint32   // per order, slot of the current bit
 	matchTab []uint16    // hash of the last matchMin bytes -> position after them (0: none)
 	matchPtr int
@@ -213,6 +214,40 @@ func (s *lmState) byteContexts() {
 	}
 }
 
+// selectBuckets picks, at each nibble boundary, the 16-slot bucket of every order's counter
+// table: slot 0 holds a tag of the context (order bytes and the high nibble, if known), slots
+// 1..15 the counters of the nibble's 15 binary decisions. Two candidate buckets per context; on
+// a miss the one whose first counter has seen fewer bits is cleared and taken over. A bucket is
+// one cache line, so a byte touches two lines per order.
+func (s *lmState) selectBuckets() {
+	hi := uint32(0)
+	if s.bitPos == 4 {
+		hi = s.c0
+	}
+	shift := 32 - s.p.ctrBits
+	for i := 0; i < 3; i++ {
+		t := s.ctr[i]
+		h := hash32(s.ctxHash[i] + hi*0x2545F491)
+		tag := h&0xFFFF | 1<<16
+		b1 := (h >> shift) &^ 15
+		b2 := b1 ^ 16
+		switch {
+		case t[b1] == tag:
+			s.bucket[i] = b1
+		case t[b2] == tag:
+			s.bucket[i] = b2
+		default:
+			b := b1
+			if (t[b2+1]^ctrInit)&1023 < (t[b1+1]^ctrInit)&1023 {
+				b = b2
+			}
+			clear(t[b+1 : b+16])
+			t[b] = tag
+			s.bucket[i] = b
+		}
+	}
+}
+
 // matchBucket maps a match length to 0..3 (weight set selection).
 func matchBucket(l int) int {
 	switch {
@@ -232,9 +267,14 @@ func (s *lmState) predict(netP uint32) uint32 {
 	p := s.p
 	s.x[0] = stretch(netP)
 	s.x[1] = stretch(ctrP(s.o0[s.c0]))
-	mask := uint32(1)<<p.ctrBits - 1
+	if s.bitPos&3 == 0 {
+		s.selectBuckets()
+	}
+	// Slot within the nibble's bucket: the bits after the nibble boundary with a leading 1.
+	nb := uint(s.bitPos & 3)
+	slot := s.c0&(1<<nb-1) | 1<<nb
 	for i := 0; i < 3; i++ {
-		idx := (hash32(s.ctxHash[i]+s.c0) >> 8) & mask
+		idx := s.bucket[i] + slot
 		s.ctrIdx[i] = idx
 		s.x[2+i] = stretch(ctrP(s.ctr[i][idx]))
 	}
