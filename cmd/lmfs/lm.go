@@ -20,7 +20,7 @@ type lmFlags struct {
 func (lf *lmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&lf.model, "model", "", "model file (.lmfsm) for new LM blocks; default "+defaultModelRel+" next to the executable or in the working directory")
 	fl.StringVar(&lf.ortLib, "ort-lib", "", "ONNX Runtime library (default: $LMFS_ORT_LIB, then lib/ next to the executable)")
-	fl.StringVar(&lf.device, "device", "auto", "model device: auto, cpu or cuda")
+	fl.StringVar(&lf.device, "device", "auto", "model device: auto, cpu or cuda (go: the plain-Go evaluator, also for new blocks)")
 	fl.BoolVar(&lf.noLM, "no-lm", false, "code new blocks with the classical codecs only")
 }
 
@@ -52,8 +52,10 @@ func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, e
 		if c, ok := l.set.Get(m.ShortID()); ok {
 			return m, c, nil
 		}
-		r, err := model.Open(m, opts)
-		if err != nil {
+		var r model.Runner
+		if lf.device == "go" {
+			r = model.NewGoRunner(m)
+		} else if r, err = model.Open(m, opts); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", what, err)
 		}
 		l.runners = append(l.runners, r)
@@ -95,11 +97,17 @@ func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, e
 				l.Close()
 				return nil, fmt.Errorf("record model in store: %w", err)
 			}
-			l.encoder = c
 			l.info["model"] = fmt.Sprintf("%s (%08x)", m.Name(), m.ShortID())
+			if l.info["model_backend"] == "go" && lf.device != "go" {
+				// The Go evaluator decodes fine but is too slow to code a whole store.
+				log.Warn("ONNX Runtime unavailable: new blocks get the classical codecs; LM blocks still decode (Go evaluator)")
+				l.info["model"] = fmt.Sprintf("%s (%08x), decode only: no ONNX Runtime", m.Name(), m.ShortID())
+			} else {
+				l.encoder = c
+			}
 		}
 	}
-	if l.encoder == nil {
+	if _, ok := l.info["model"]; !ok {
 		l.info["model"] = "none (classical codecs only)"
 	}
 	st.SetLM(l.set)
