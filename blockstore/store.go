@@ -153,6 +153,31 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Check reports, without changing anything, whether dir can be opened as a store: a store
+// of a format this build reads, an empty directory, or a missing one (both made into stores
+// with Create).
+func Check(dir string) error {
+	st, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("open store %s: %w (it is a file)", dir, ErrNotStore)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
+		_, err := checkDir(dir, Options{})
+		return err
+	}
+	_, err = checkDir(dir, Options{ReadOnly: true, Create: true})
+	if errors.Is(err, ErrNotStore) && strings.Contains(err.Error(), "empty directory") {
+		return nil
+	}
+	return err
+}
+
 // checkDir validates dir before Badger touches it; it reports whether a new store is being made.
 func checkDir(dir string, opts Options) (bool, error) {
 	st, err := os.Stat(dir)

@@ -101,6 +101,10 @@ func unwrapPathError(err error) error {
 // daemonize starts `lmfs mount -f` in a new session and returns once it reports the mount
 // ready (or its error).
 func daemonize(store, mnt string, mf mountFlags) error {
+	// Refuse a foreign or newer directory before the log file is put into it.
+	if err := blockstore.Check(store); err != nil {
+		return err
+	}
 	logPath := mf.logFile
 	if logPath == "" {
 		// The store may not exist yet; the log lives beside it until it does.
