@@ -32,6 +32,20 @@ func (e *BlockError) Error() string {
 }
 func (e *BlockError) Unwrap() []error { return []error{syscall.EIO, e.Err} }
 
+// getFile returns the inode of a regular file (EISDIR for a directory, EINVAL for others).
+func getFile(txn *badger.Txn, ino uint64) (Inode, error) {
+	n, err := getInode(txn, ino)
+	switch {
+	case err != nil:
+		return n, err
+	case n.IsDir():
+		return n, syscall.EISDIR
+	case !n.IsReg():
+		return n, syscall.EINVAL
+	}
+	return n, nil
+}
+
 // blockRange returns the blocks covering [off, off+n).
 func blockRange(off, n uint64) (first, last uint64) {
 	return off / bs, (off + n - 1) / bs
@@ -48,12 +62,9 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 	var size uint64
 	var blocks map[uint64][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		n, err := getInode(txn, ino)
+		n, err := getFile(txn, ino)
 		if err != nil {
 			return err
-		}
-		if !n.IsReg() {
-			return syscall.EISDIR
 		}
 		size = n.Size
 		if off >= size || len(dst) == 0 {
@@ -192,11 +203,8 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) (Inode, error) {
 	var blocks []newBlock
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		if n, err = getInode(txn, ino); err != nil {
+		if n, err = getFile(txn, ino); err != nil {
 			return err
-		}
-		if !n.IsReg() {
-			return syscall.EISDIR
 		}
 		var partial []uint64
 		if off%bs != 0 || (len(data) < bs && off+uint64(len(data)) < n.Size) {
@@ -370,11 +378,8 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 	var tail *newBlock
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		if n, err = getInode(txn, ino); err != nil {
+		if n, err = getFile(txn, ino); err != nil {
 			return err
-		}
-		if !n.IsReg() {
-			return syscall.EISDIR
 		}
 		if size < n.Size && size%bs != 0 {
 			// The new last block keeps only the bytes below the new size.
