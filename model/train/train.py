@@ -190,16 +190,37 @@ def fmt(res):
     return "mix %.4f | " % D.mix_bpb(res) + " ".join("%s %.3f" % (k, v) for k, v in sorted(res.items()))
 
 
-def lr_at(step, args):
-    """Warmup, cosine to lr_min over phase 1; phase 2 (QAT) restarts at qat_lr and decays linearly."""
+def progress(state, args):
+    """(phase-1 progress 0..1, phase-2 progress 0..1 or None while in phase 1).
+    By steps, or with --minutes by training wall time (robust to a machine shared with others)."""
+    if args.minutes > 0:
+        total = args.minutes * 60.0
+        p1 = total * (1 - args.qat_frac)
+        e = state["elapsed"]
+        if e < p1:
+            return e / p1, None
+        return 1.0, min(1.0, (e - p1) / max(1.0, total - p1))
     p1 = args.steps - args.qat_steps
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
+    step = state["step"]
     if step < p1:
-        t = (step - args.warmup) / max(1, p1 - args.warmup)
-        return args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * t))
-    t = (step - p1) / max(1, args.qat_steps)
-    return args.qat_lr * (1 - t) + args.lr_min * 0.1 * t
+        return step / p1, None
+    return 1.0, (step - p1) / max(1, args.qat_steps)
+
+
+def finished(state, args):
+    if args.minutes > 0:
+        return state["elapsed"] >= args.minutes * 60.0
+    return state["step"] >= args.steps
+
+
+def lr_at(state, args):
+    """Warmup, cosine to lr_min over phase 1; phase 2 (QAT) restarts at qat_lr and decays linearly."""
+    step = state["step"]
+    f1, f2 = progress(state, args)
+    if f2 is None:
+        warm = min(1.0, (step + 1) / args.warmup)
+        return warm * (args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * f1)))
+    return args.qat_lr * (1 - f2) + args.lr_min * 0.1 * f2
 
 
 def save_ckpt(path, model, opt, state):
@@ -225,10 +246,12 @@ def export(model, args, state, vset, info, rundir, name, fvres=None):
         "kind_weights": info["kind_weights"],
         "hyper": {"K": args.K, "h0": args.h0, "hidden": args.hidden, "logit_clip": args.L,
                   "batch": args.batch, "lr": args.lr, "lr_min": args.lr_min, "warmup": args.warmup,
-                  "steps": args.steps, "qat_steps": args.qat_steps, "qat_lr": args.qat_lr,
+                  "steps": args.steps if args.minutes <= 0 else None, "minutes": args.minutes or None,
+                  "qat_frac": args.qat_frac, "qat_steps": args.qat_steps if args.minutes <= 0 else None, "qat_lr": args.qat_lr,
                   "seed": args.seed, "optimizer": "Adam(0.9,0.98)"},
         "macs_per_byte": model.macs(),
         "steps_done": state["step"],
+        "qat_start_step": state.get("qat_start_step"),
         "tokens": state["tokens"],
         "wall_seconds": round(state["elapsed"], 1),
         "val_bpb_qat_float": {k: round(v, 4) for k, v in fvres.items()},
@@ -259,6 +282,8 @@ def main():
     ap.add_argument("--hidden", type=str, default="256", help="comma-separated hidden widths after the bag")
     ap.add_argument("--L", type=int, default=255)
     ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--minutes", type=float, default=0,
+                    help="train for this many minutes of wall time instead of --steps (schedule by time)")
     ap.add_argument("--qat-frac", type=float, default=0.12)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -323,23 +348,22 @@ def main():
         export(model, args, state, vset, info, rundir, args.name)
         return
 
-    p1 = args.steps - args.qat_steps
     last_ck = time.time()
     tstart = time.time() - state["elapsed"]
     run_ce = None
     tl = time.time()
-    while state["step"] < args.steps:
-        step = state["step"]
-        if step == p1 and model.shifts is None:
+    while not finished(state, args):
+        if progress(state, args)[1] is not None and model.shifts is None:
             fv = eval_float(model, vset)
             state["float_val"], state["float_mix"] = fv, D.mix_bpb(fv)
             log("end of float phase, val:", fmt(fv))
             model.shifts = model.choose_shifts()
+            state["qat_start_step"] = state["step"]
             arrays = model.export_arrays()
             log("shifts", model.shifts, "post-training-quantized (int) val:", fmt(eval_int(arrays, vset)))
             # fresh moments for the quantized phase
             opt = torch.optim.Adam(model.parameters(), lr=args.qat_lr, betas=(0.9, 0.98), eps=1e-8)
-        lr = lr_at(step, args)
+        lr = lr_at(state, args)
         for g in opt.param_groups:
             g["lr"] = lr
         rows, tgt = sampler.batch(args.batch)
@@ -357,10 +381,10 @@ def main():
                 state["step"], lr, run_ce, 200 * args.batch / (now - tl), "qat" if model.shifts else "float"))
             tl = now
         state["elapsed"] = time.time() - tstart
-        if state["step"] % args.eval_every == 0 or state["step"] == args.steps:
+        if state["step"] % args.eval_every == 0 or finished(state, args):
             log("val step %d tokens %.1fM: %s" % (state["step"], state["tokens"] / 1e6, fmt(eval_float(model, vset))))
             tl = time.time()
-        if time.time() - last_ck > args.ckpt_min * 60 or state["step"] == args.steps:
+        if time.time() - last_ck > args.ckpt_min * 60 or finished(state, args):
             save_ckpt(ckpt, model, opt, state)
             last_ck = time.time()
     fv = eval_float(model, vset)
