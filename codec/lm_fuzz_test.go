@@ -17,7 +17,7 @@ func FuzzLMDecode(f *testing.F) {
 	f.Add(enc[0], uint16(BlockSize))
 	f.Add(enc[1], uint16(1))
 	f.Fuzz(func(t *testing.T, payload []byte, rawLen uint16) {
-		n := int(rawLen) % (BlockSize + 2) // BlockSize+1 is out of range on purpose
+		n := int(rawLen) % (BlockSize + 2)        // BlockSize+1 is out of range on purpose
 		payload = append([]byte(nil), payload...) // the fuzzer's input must not be modified
 		if len(payload) >= 4 && payload[0]&1 == 0 {
 			// Mostly aim at the loaded model so the stream decoder runs.

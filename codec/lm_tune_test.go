@@ -220,7 +220,11 @@ func TestLMTune(t *testing.T) {
 	}
 	report("network alone", &netP)
 	report("default", &defaultMix)
-	names := []string{"network", "order0", "order1", "order2", "order3", "match", "bias"}
+	names := []string{"network", "order0"}
+	for _, o := range ctrOrders {
+		names = append(names, "order"+itoa(o))
+	}
+	names = append(names, "match", "bias")
 	for i := 1; i < nInputs; i++ {
 		p := defaultMix
 		p.useInput[i] = false
@@ -253,7 +257,7 @@ func TestLMTune(t *testing.T) {
 				try("lr "+itoa(int(v))+">>"+itoa(int(sh)), func(p *mixParams) { p.lr, p.lrShift = v, sh })
 			}
 		}
-		for i := 1; i < 6; i++ {
+		for i := 1; i <= inMatch; i++ {
 			for _, v := range []int32{0, 4096, 8192, 16384, 24576, 32768} {
 				try(names[i]+" w "+itoa(int(v)), func(p *mixParams) { p.initW[i] = v })
 			}

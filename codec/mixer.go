@@ -6,7 +6,8 @@ package codec
 // state computes, in exact integer arithmetic,
 //
 //	inputs   x[0] network: stretch(P(bit=1)) from the 256 byte frequencies (binary-tree sums)
-//	         x[1..4] in-block adaptive bit counters, order 0 (partial byte) and orders 1-3 (hashed)
+//	         x[1..4] in-block adaptive bit counters, order 0 (partial byte) and the orders in
+//	              ctrOrders (hashed, in 16-slot buckets per nibble)
 //	         x[5] match model: the byte that followed the latest earlier occurrence of the last
 //	              matchMin bytes, its expected bit signed by an adaptive confidence per match length
 //	         x[6] bias (constant 256)
@@ -23,7 +24,16 @@ package codec
 // FORMAT: the constants in defaultMix and the algorithm here are part of the LM block format
 // (version 1). Any change makes existing LM blocks undecodable; TestLMGolden pins them.
 
-const nInputs = 7
+// ctrOrders are the context lengths of the hashed counter tables.
+var ctrOrders = [...]int{1, 2, 3}
+
+const (
+	nCtr     = len(ctrOrders)
+	nInputs  = nCtr + 4 // network, order 0, ctrOrders, match, bias
+	inMatch  = nCtr + 2
+	inBias   = nCtr + 3
+	maxOrder = 3
+)
 
 // mixParams are the knobs of the predictor; defaultMix is the format.
 type mixParams struct {
@@ -71,11 +81,11 @@ type lmState struct {
 	bitPos int    // bits of the current byte already known (0..7)
 
 	o0       [256]uint32
-	ctr      [3][]uint32 // orders 1..3
-	ctxHash  [3]uint32   // per order, hash of the context bytes at this byte boundary
-	bucket   [3]uint32   // per order, first slot of the current nibble's bucket
-	ctrIdx   [3]uint32   // per order, slot of the current bit
-	matchTab []uint16    // hash of the last matchMin bytes -> position after them (0: none)
+	ctr      [nCtr][]uint32 // per order in ctrOrders
+	ctxHash  [nCtr]uint32   // per order, hash of the context bytes at this byte boundary
+	bucket   [nCtr]uint32   // per order, first slot of the current nibble's bucket
+	ctrIdx   [nCtr]uint32   // per order, slot of the current bit
+	matchTab []uint16       // hash of the last matchMin bytes -> position after them (0: none)
 	matchPtr int
 	matchLen int
 	matchCtr [nMatchCtr]uint32
@@ -134,7 +144,7 @@ func (s *lmState) reset() {
 	for c := 0; c < 256; c++ {
 		copy(s.apm[c*apmBins:(c+1)*apmBins], tables.apmInit[:])
 	}
-	s.ctxHash = [3]uint32{}
+	s.ctxHash = [nCtr]uint32{}
 	s.byteContexts()
 }
 
@@ -167,19 +177,22 @@ func hash32(x uint32) uint32 {
 // byteContexts updates the byte-level contexts after a byte was appended (or at block start).
 func (s *lmState) byteContexts() {
 	n := len(s.buf)
-	var c1, c2, c3 uint32 = 256, 256, 256
-	if n >= 1 {
-		c1 = uint32(s.buf[n-1])
+	h := uint32(0)
+	o := 0
+	for k := 1; k <= maxOrder; k++ {
+		c := uint32(256)
+		if n >= k {
+			c = uint32(s.buf[n-k])
+		}
+		h = (h + c + 1) * 0x01000193
+		if ctrOrders[o] == k {
+			s.ctxHash[o] = hash32(h + uint32(k)<<24)
+			o++
+			if o == nCtr {
+				break
+			}
+		}
 	}
-	if n >= 2 {
-		c2 = uint32(s.buf[n-2])
-	}
-	if n >= 3 {
-		c3 = uint32(s.buf[n-3])
-	}
-	s.ctxHash[0] = hash32(c1 + 1<<20)
-	s.ctxHash[1] = hash32(c1 | c2<<9 | 2<<20)
-	s.ctxHash[2] = hash32((c1|c2<<9|c3<<18)*3 + 3<<28)
 
 	// Match model.
 	mm := s.p.matchMin
@@ -225,7 +238,7 @@ func (s *lmState) selectBuckets() {
 		hi = s.c0
 	}
 	shift := 32 - s.p.ctrBits
-	for i := 0; i < 3; i++ {
+	for i := 0; i < nCtr; i++ {
 		t := s.ctr[i]
 		h := hash32(s.ctxHash[i] + hi*0x2545F491)
 		tag := h&0xFFFF | 1<<16
@@ -273,13 +286,13 @@ func (s *lmState) predict(netP uint32) uint32 {
 	// Slot within the nibble's bucket: the bits after the nibble boundary with a leading 1.
 	nb := uint(s.bitPos & 3)
 	slot := s.c0&(1<<nb-1) | 1<<nb
-	for i := 0; i < 3; i++ {
+	for i := 0; i < nCtr; i++ {
 		idx := s.bucket[i] + slot
 		s.ctrIdx[i] = idx
 		s.x[2+i] = stretch(ctrP(s.ctr[i][idx]))
 	}
 	s.expBit = -1
-	s.x[5] = 0
+	s.x[inMatch] = 0
 	if s.matchLen > 0 {
 		pb := uint32(s.buf[s.matchPtr]) | 256
 		if pb>>(8-s.bitPos) == s.c0 {
@@ -293,10 +306,10 @@ func (s *lmState) predict(netP uint32) uint32 {
 			if s.expBit == 0 {
 				st = -st
 			}
-			s.x[5] = st
+			s.x[inMatch] = st
 		}
 	}
-	s.x[6] = 256
+	s.x[inBias] = 256
 	for i := range s.x {
 		if !p.useInput[i] {
 			s.x[i] = 0
@@ -372,7 +385,7 @@ func (s *lmState) update(bit int) {
 	}
 	// Counters.
 	ctrUpdate(&s.o0[s.c0], bit, p.ctrLimit)
-	for i := 0; i < 3; i++ {
+	for i := 0; i < nCtr; i++ {
 		ctrUpdate(&s.ctr[i][s.ctrIdx[i]], bit, p.ctrLimit)
 	}
 	if s.expBit >= 0 {
