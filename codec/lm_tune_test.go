@@ -207,6 +207,7 @@ func TestLMTune(t *testing.T) {
 	netP.useInput = [nInputs]bool{true}
 	netP.apmWeight = 0
 	netP.lr = 0
+	netP.initW[0] = 65536 // the network's own probabilities, unscaled
 	report := func(name string, p *mixParams) float64 {
 		_, tt := tr.cost(p)
 		g, d := dv.cost(p)
@@ -218,13 +219,20 @@ func TestLMTune(t *testing.T) {
 		t.Logf("%-28s train %.4f  dev %.4f  (%s)", name, tt, d, strings.Join(gs, ", "))
 		return tt
 	}
-	report("network alone", &netP)
-	report("default", &defaultMix)
 	names := []string{"network", "order0"}
 	for _, o := range ctrOrders {
 		names = append(names, "order"+itoa(o))
 	}
 	names = append(names, "match", "bias")
+	report("network alone", &netP)
+	for i := 1; i < nInputs-1; i++ {
+		p := defaultMix
+		p.useInput = [nInputs]bool{true}
+		p.useInput[i] = true
+		p.apmWeight = 0
+		report("network + "+names[i]+" (no APM)", &p)
+	}
+	report("default", &defaultMix)
 	for i := 1; i < nInputs; i++ {
 		p := defaultMix
 		p.useInput[i] = false
