@@ -148,6 +148,12 @@ func (s *Store) compactLoop(ctx context.Context, c *compactor) {
 			}
 			continue
 		}
+		if s.spaceLow() {
+			// Recoded records are appended before the old ones become garbage: wait for
+			// space (space.go) rather than eat into the reserve.
+			sleepCtx(ctx, c.opts.Idle)
+			continue
+		}
 		cursor = keys[len(keys)-1]
 		start := time.Now()
 		if err := s.compactBatch(c, keys); err != nil {

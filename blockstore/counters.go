@@ -32,6 +32,7 @@ type Delta struct {
 	Logical                       int64
 	Pending, PendingRaw           int64
 	codec                         [8]CodecUse
+	freed                         int64 // record bytes removed or replaced (garbage for value-log GC)
 }
 
 // addBlock accounts for a new or removed (sign -1) block record.
@@ -45,6 +46,9 @@ func (d *Delta) addBlock(rec []byte, sign int64) {
 		id = 0
 	}
 	u := &d.codec[id]
+	if sign < 0 {
+		d.freed += int64(len(rec))
+	}
 	u.Blocks += sign
 	u.Stored += sign * int64(len(rec))
 	if err == nil {
@@ -83,6 +87,19 @@ type counters struct {
 	d  Delta
 }
 
+// freedSince is the record bytes freed since resetFreed (what value-log GC may get back).
+func (c *counters) freedSince() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.d.freed
+}
+
+func (c *counters) resetFreed() {
+	c.mu.Lock()
+	c.d.freed = 0
+	c.mu.Unlock()
+}
+
 func newCounters() *counters { return &counters{} }
 
 func (c *counters) add(d Delta) {
@@ -95,6 +112,7 @@ func (c *counters) add(d Delta) {
 	c.d.Logical += d.Logical
 	c.d.Pending += d.Pending
 	c.d.PendingRaw += d.PendingRaw
+	c.d.freed += d.freed
 	for i := range d.codec {
 		c.d.codec[i].Blocks += d.codec[i].Blocks
 		c.d.codec[i].Raw += d.codec[i].Raw
@@ -134,6 +152,8 @@ func (s *Store) saveCounters(clean bool) error {
 	if clean {
 		cl[0] = 1
 	}
+	s.gate.RLock() // see gc.go
+	defer s.gate.RUnlock()
 	return s.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set(counterKey(counterStats), b); err != nil {
 			return err

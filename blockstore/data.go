@@ -179,6 +179,9 @@ func (s *Store) WriteAt(ino uint64, data []byte, off uint64) (Inode, error) {
 	defer l.Unlock()
 	var n Inode
 	for len(data) > 0 {
+		if err := s.reserveSpace(int64(min(len(data), maxWriteChunk))); err != nil {
+			return n, err // disk (nearly) full: see space.go
+		}
 		k := min(len(data), maxWriteChunk-int(off%bs))
 		var err error
 		if n, err = s.writeChunk(ino, data[:k], off); err != nil {

@@ -9,30 +9,87 @@ import (
 
 // Value-log garbage collection: block records live in Badger's value log, so the space of
 // deleted and overwritten blocks comes back only when a value-log file with enough garbage is
-// rewritten. A background loop does that, so the store's size on disk follows its data.
+// rewritten (its live records copied to the current file, the old file deleted). A background
+// loop does that, so the store's size on disk follows its data.
+//
+// How Badger decides what to rewrite, and why that alone is not enough: RunValueLogGC picks
+// the file with the most garbage according to its discard statistics, and only when at least
+// gcRatio of the file is garbage and it is not the file being written. Discard statistics are
+// updated only by LSM compactions, when a compaction drops the old version of a key whose
+// value lives in the value log. A deletion is a tombstone in the memtable: until the memtable
+// is flushed to level 0 and level 0 is compacted into the level holding the old versions, no
+// discard is counted and GC finds nothing, however much was deleted. A memtable flushes only
+// when full (32 MiB, some 300,000 keys), so a store that deletes a few hundred MB and then
+// goes quiet would keep all of it on disk indefinitely.
+//
+// So the loop also forces that path after large deletions (gcFlushBytes of records freed since
+// the last time, or any amount while the free-space guard of space.go is refusing writes):
+//
+//  1. flush the memtables and compact level 0 into the levels below: Badger's only public
+//     way is DropPrefix, here of a marker key written for the purpose (gcMarker). DropPrefix
+//     blocks Badger's writes while it runs, and commits would fail with ErrBlockedWrites, so
+//     every write transaction of the store holds s.gate for reading and the flush holds it
+//     for writing: writers wait (typically well under a second) instead of failing;
+//  2. Flatten: compact the remaining levels into one, so tombstones meet the versions they
+//     delete and their value-log bytes are counted as discarded;
+//  3. RunValueLogGC until no file is worth rewriting.
+//
+// The file being written is never rewritten, so up to one value-log file of garbage
+// (ValueLogFileSize, 16 MiB: store.go keeps the files small for that reason) stays until the
+// file fills up with new writes.
 
-// gcInterval is how often the loop looks for value-log files worth rewriting.
+// gcInterval is how often the loop looks for value-log files worth rewriting anyway.
 const gcInterval = 30 * time.Second
+
+// gcPoll is how often the loop checks whether a forced flush is due.
+const gcPoll = 2 * time.Second
+
+// gcFlushBytes: records freed (deleted or replaced) since the last forced flush that make
+// another one worth its cost.
+const gcFlushBytes = 32 << 20
 
 // gcRatio: a file is rewritten when at least this fraction of it is garbage.
 const gcRatio = 0.5
 
+// gcMarker is the key DropPrefix drops to flush the memtables (a counter name no one uses).
+var gcMarker = counterKey("gc-flush")
+
 func (s *Store) startGC() {
 	s.gcStop = make(chan struct{})
 	s.gcDone = make(chan struct{})
+	s.gcKick = make(chan struct{}, 1)
 	go func() {
 		defer close(s.gcDone)
-		t := time.NewTicker(gcInterval)
-		defer t.Stop()
+		poll := time.NewTicker(gcPoll)
+		defer poll.Stop()
+		last := time.Now()
 		for {
 			select {
 			case <-s.gcStop:
 				return
-			case <-t.C:
+			case <-poll.C:
+			case <-s.gcKick:
+			}
+			freed := s.counters.freedSince()
+			if freed >= gcFlushBytes || (freed > 0 && s.spaceLow()) {
+				s.reclaim(s.gcStop)
+				last = time.Now()
+			} else if time.Since(last) >= gcInterval {
 				s.CollectGarbage(s.gcStop)
+				last = time.Now()
 			}
 		}
 	}()
+}
+
+// kickGC asks the GC loop to look now (the free-space guard calls it while refusing writes).
+func (s *Store) kickGC() {
+	if s.gcKick != nil {
+		select {
+		case s.gcKick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (s *Store) stopGC() {
@@ -41,6 +98,28 @@ func (s *Store) stopGC() {
 		<-s.gcDone
 		s.gcStop = nil
 	}
+}
+
+// reclaim flushes the memtables, flattens the LSM tree and collects value-log garbage (see
+// above); it returns how many value-log files were rewritten.
+func (s *Store) reclaim(stop <-chan struct{}) int {
+	s.counters.resetFreed()
+	start := time.Now()
+	s.gate.Lock()
+	err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(gcMarker, []byte{1}) })
+	if err == nil {
+		err = s.db.DropPrefix(gcMarker)
+	}
+	s.gate.Unlock()
+	if err != nil {
+		s.log.Warn("value-log GC: flushing the memtables failed", "err", err)
+	}
+	if err := s.db.Flatten(1); err != nil {
+		s.log.Warn("value-log GC: flattening the LSM tree failed", "err", err)
+	}
+	n := s.CollectGarbage(stop)
+	s.log.Debug("value-log GC after deletions", "files_rewritten", n, "took", time.Since(start))
+	return n
 }
 
 // CollectGarbage rewrites value-log files until none is worth it (or stop closes); it returns

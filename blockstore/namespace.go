@@ -157,6 +157,9 @@ func (s *Store) Create(parent uint64, name string, nn NewNode) (Inode, error) {
 	if err := checkName(name); err != nil {
 		return Inode{}, err
 	}
+	if err := s.reserveSpace(int64(len(name) + len(nn.Target) + 256)); err != nil {
+		return Inode{}, err
+	}
 	ino := s.allocIno()
 	var child Inode
 	err := s.update(func(txn *badger.Txn) error {
@@ -206,6 +209,9 @@ func (s *Store) Create(parent uint64, name string, nn NewNode) (Inode, error) {
 // Link adds a hard link newName in newParent to the non-directory ino.
 func (s *Store) Link(ino, newParent uint64, newName string) (Inode, error) {
 	if err := checkName(newName); err != nil {
+		return Inode{}, err
+	}
+	if err := s.reserveSpace(int64(len(newName) + 256)); err != nil {
 		return Inode{}, err
 	}
 	var child Inode

@@ -91,6 +91,11 @@ type Store struct {
 
 	gcStop chan struct{}
 	gcDone chan struct{}
+	gcKick chan struct{}
+	// gate: write transactions hold it for reading, gc.go's forced memtable flush for
+	// writing (Badger refuses commits while it flushes).
+	gate  sync.RWMutex
+	space spaceGuard // free-space reserve (space.go)
 
 	mu        sync.Mutex
 	compactor *compactor
@@ -127,7 +132,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithNumVersionsToKeep(1).
 		WithReadOnly(opts.ReadOnly).
 		WithMemTableSize(32 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(16 << 20). // small files: GC frees space in small steps, and never the file being written (gc.go)
 		WithNumCompactors(2).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20)
@@ -142,6 +147,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s := &Store{dir: dir, db: db, opts: opts, log: opts.Logger, opens: map[uint64]int{}}
+	if !opts.ReadOnly {
+		s.space = spaceGuard{dir: dir, reserve: spaceReserve(bo)}
+	}
 	s.cache = newBlockCache(opts.CacheBlocks)
 	if err := s.init(created); err != nil {
 		db.Close()
@@ -326,7 +334,9 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 		return syscall.EROFS
 	}
 	for attempt := 0; ; attempt++ {
+		s.gate.RLock() // see gc.go
 		err := s.db.Update(fn)
+		s.gate.RUnlock()
 		if errors.Is(err, badger.ErrConflict) && attempt < 1000 {
 			continue
 		}

@@ -44,6 +44,9 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 	if len(value) > maxXattrSize {
 		return syscall.E2BIG
 	}
+	if err := s.reserveSpace(int64(len(name) + len(value) + 64)); err != nil {
+		return err
+	}
 	return s.update(func(txn *badger.Txn) error {
 		n, err := getInode(txn, ino)
 		if err != nil {

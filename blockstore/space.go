@@ -1,0 +1,124 @@
+package blockstore
+
+import (
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Free-space guard: a full disk must give writers ENOSPC, never a dead server.
+//
+// Badger writes its value log and memtable WAL through shared mmaps of sparse, preallocated
+// files (a value-log file is mapped at twice ValueLogFileSize, a WAL at twice MemTableSize),
+// and it writes new SSTables through mmaps as well. When the file system under the store runs
+// out of space, the kernel cannot back the next page of such a mapping and the server dies of
+// SIGBUS in the middle of a memcpy; on tmpfs even reading a hole of a mapped file allocates,
+// so such a store cannot be opened again until space is freed outside it. A write error never
+// reaches Badger as an error it could return.
+//
+// So the store refuses new data before that can happen: writes, creates, links and xattrs
+// fail with ENOSPC while the free space of the store's file system (statfs, available to
+// unprivileged users) is below a reserve. Deletes, truncates, renames and attribute changes
+// stay allowed (they free space or take almost none), and the compactor pauses (its recoded
+// records are appended before the old ones become garbage). The reserve covers what Badger
+// may still write after the last accepted write without asking us:
+//
+//   - one value-log file (ValueLogFileSize): the rest of the current file, or the live
+//     records value-log GC copies into it when it rewrites a file to free space;
+//   - the next memtable flush (2 x MemTableSize): the WAL filling up to MemTableSize, and
+//     the level-0 SSTable the flush writes (at most the memtable's size) before the WAL is
+//     deleted; the forced flush of gc.go writes the same;
+//   - spaceSlack: writes already past the check when free space ran out (at most one
+//     1 MiB chunk per concurrent writer), MANIFEST/DISCARD updates, small compaction output.
+//
+// With the options in store.go (16 MiB value-log files, 32 MiB memtables) that is 16 + 64 +
+// 16 = 96 MiB. Space freed by deletes comes back through value-log GC (gc.go), which runs
+// sooner while the guard is refusing writes.
+//
+// statfs is cheap but not free: its result is reused for up to spaceRecheck, with the bytes
+// accepted since then subtracted; near the reserve every check asks the kernel again.
+
+const (
+	spaceSlack   = 16 << 20
+	spaceRecheck = time.Second
+	spaceNear    = 64 << 20 // closer than this to the reserve: statfs on every check
+)
+
+// spaceReserve is the free space below which new data is refused (see above).
+func spaceReserve(o badger.Options) int64 {
+	return o.ValueLogFileSize + 2*o.MemTableSize + spaceSlack
+}
+
+type spaceGuard struct {
+	dir     string
+	reserve int64
+
+	mu      sync.Mutex
+	checked time.Time
+	free    int64 // available bytes at checked
+	since   int64 // bytes accepted since checked
+	low     bool  // the last check found free space below the reserve
+}
+
+// statfs refreshes the free-space figure; call with g.mu held.
+func (g *spaceGuard) statfs(now time.Time) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(g.dir, &st); err != nil {
+		// Cannot tell: do not refuse writes because of it.
+		g.free, g.since, g.checked = 1<<62, 0, now
+		return
+	}
+	g.free, g.since, g.checked = int64(st.Bavail)*int64(st.Bsize), 0, now
+}
+
+// reserveSpace returns ENOSPC when accepting n more bytes would leave less free space than the
+// reserve; otherwise it counts n as taken.
+func (s *Store) reserveSpace(n int64) error {
+	g := &s.space
+	if g.reserve <= 0 {
+		return nil // read-only store
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	if now.Sub(g.checked) > spaceRecheck || g.free-g.since-n < g.reserve+spaceNear {
+		g.statfs(now)
+	}
+	if g.free-g.since-n < g.reserve {
+		if !g.low {
+			s.log.Warn("store's file system is nearly full: refusing new data (ENOSPC) until space is freed",
+				"dir", g.dir, "free", g.free, "reserve", g.reserve)
+		}
+		g.low = true
+		s.kickGC()
+		return syscall.ENOSPC
+	}
+	if g.low {
+		s.log.Info("free space is above the reserve again: accepting new data", "free", g.free-g.since, "reserve", g.reserve)
+	}
+	g.low = false
+	g.since += n
+	return nil
+}
+
+// spaceLow reports whether free space is below the reserve (fresh enough for background
+// work: at most spaceRecheck old).
+func (s *Store) spaceLow() bool {
+	g := &s.space
+	if g.reserve <= 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	if now.Sub(g.checked) > spaceRecheck {
+		g.statfs(now)
+	}
+	return g.free-g.since < g.reserve
+}
+
+// SpaceReserve is the free space the store keeps on its file system (0 for a read-only store):
+// below it new data gets ENOSPC.
+func (s *Store) SpaceReserve() int64 { return s.space.reserve }
