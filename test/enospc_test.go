@@ -1,0 +1,179 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestENOSPC fills the file system under a store (a 256 MiB tmpfs) through an lmfs mount.
+// Writers must get ENOSPC (not EIO), the server must survive (Badger writes through mmaps: a
+// full disk would kill it with SIGBUS if the store let it get that far), what was written
+// before must read back intact, deleting files must make room for new writes within a
+// minute, and the store must pass fsck and remount with the surviving files intact.
+func TestENOSPC(t *testing.T) {
+	needFUSE(t)
+	base := t.TempDir()
+	fsDir := filepath.Join(base, "fs")
+	if err := os.Mkdir(fsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", fsDir).CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs for the disk-full test: %v: %s", err, strings.TrimSpace(string(out)))
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	// Registered first, so it runs after the lmfs mount's cleanup.
+	t.Cleanup(func() {
+		if err := exec.Command("umount", fsDir).Run(); err != nil {
+			exec.Command("umount", "-l", fsDir).Run()
+		}
+	})
+	store := filepath.Join(fsDir, "store")
+	mnt := filepath.Join(base, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := &fsMount{t: t, store: store, dir: mnt}
+	t.Cleanup(m.cleanup)
+	mountNoLM := func() {
+		mustLmfs(t, "mount", "--no-lm", store, mnt)
+		if !isMounted(mnt) {
+			t.Fatalf("%s not mounted", mnt)
+		}
+		m.pid = m.stats().PID
+	}
+	mountNoLM()
+
+	// Fill: 8 MiB files of incompressible data, 1 MiB per write, until a write fails.
+	const fileSize, chunk = 8 << 20, 1 << 20
+	data := func(i int) []byte { b := make([]byte, fileSize); fillRandom(newRand(int64(i)), b); return b }
+	var full []int // files written completely
+	var failErr error
+	var written int64
+fill:
+	for i := 0; i < 64; i++ { // 512 MiB: far more than the tmpfs holds
+		name := m.path(fmt.Sprintf("f%03d", i))
+		f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			failErr = err
+			break
+		}
+		b := data(i)
+		for off := 0; off < fileSize; off += chunk {
+			if _, err := f.Write(b[off : off+chunk]); err != nil {
+				failErr = err
+				f.Close()
+				os.Remove(name) // a partial file is not part of the model
+				break fill
+			}
+			written += chunk
+		}
+		if err := f.Close(); err != nil {
+			failErr = err
+			os.Remove(name)
+			break
+		}
+		full = append(full, i)
+	}
+	t.Logf("wrote %d MiB in %d complete files before: %v", written>>20, len(full), failErr)
+	if failErr == nil {
+		t.Fatal("512 MiB fit on a 256 MiB tmpfs: no ENOSPC")
+	}
+	if !errors.Is(failErr, syscall.ENOSPC) {
+		t.Fatalf("writing to a full store failed with %v, want ENOSPC", failErr)
+	}
+	if len(full) < 4 {
+		t.Fatalf("only %d files fit before ENOSPC (reserve too large for a 256 MiB file system?)", len(full))
+	}
+	if syscall.Kill(m.pid, 0) != nil || !isMounted(mnt) {
+		t.Fatalf("the server died on a full disk; log:\n%s", enospcLogTail(filepath.Join(store, "lmfs.log")))
+	}
+	// Creating more also fails cleanly (or fits in what is left), never with EIO.
+	if err := os.Mkdir(m.path("d"), 0o755); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("mkdir on a full store: %v, want success or ENOSPC", err)
+	}
+	if err := os.WriteFile(m.path("more"), data(1000)[:chunk], 0o644); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("a new 1 MiB file on a full store: %v, want ENOSPC", err)
+	}
+	os.Remove(m.path("more"))
+	check := func(files []int) {
+		t.Helper()
+		for _, i := range files {
+			got := readFile(t, m.path(fmt.Sprintf("f%03d", i)))
+			if want := data(i); string(got) != string(want) {
+				t.Fatalf("f%03d: %s", i, firstDiff(got, want))
+			}
+		}
+	}
+	check(full)
+
+	// Deleting half of the files makes room again (value-log GC after deletions, gc.go).
+	var kept []int
+	for k, i := range full {
+		if k%2 == 0 {
+			if err := os.Remove(m.path(fmt.Sprintf("f%03d", i))); err != nil {
+				t.Fatalf("delete on a full store: %v", err)
+			}
+		} else {
+			kept = append(kept, i)
+		}
+	}
+	start := time.Now()
+	var err error
+	for {
+		err = os.WriteFile(m.path("after"), data(2000), 0o644)
+		if err == nil || !errors.Is(err, syscall.ENOSPC) || time.Since(start) > time.Minute {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("writing 8 MiB %s after deleting %d MiB: %v", time.Since(start).Round(time.Millisecond), (len(full)-len(kept))*8, err)
+	}
+	t.Logf("8 MiB write succeeded %s after deleting %d MiB", time.Since(start).Round(time.Millisecond), (len(full)-len(kept))*8)
+
+	// Consistent on disk, and everything that should survive does.
+	m.umount()
+	if out := mustLmfs(t, "fsck", "--quiet", store); !strings.Contains(out, "clean") {
+		t.Fatalf("fsck after the disk-full run:\n%s", out)
+	}
+	mountNoLM()
+	check(kept)
+	if got := readFile(t, m.path("after")); string(got) != string(data(2000)) {
+		t.Fatalf("after: %s", firstDiff(got, data(2000)))
+	}
+	for _, i := range full {
+		if !enospcContains(kept, i) {
+			if _, err := os.Stat(m.path(fmt.Sprintf("f%03d", i))); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("deleted f%03d: stat %v", i, err)
+			}
+		}
+	}
+}
+
+func enospcContains(list []int, x int) bool {
+	for _, v := range list {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// enospcLogTail returns the end of a log file for failure messages.
+func enospcLogTail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
