@@ -7,7 +7,9 @@ import (
 )
 
 // benchText returns n bytes of this package's sources (a stand-in for real data).
-func benchBlocks(b *testing.B, n int) [][]byte {
+func benchBlocks(b *testing.B, n int) [][]byte { return benchBlocksAny(b, n) }
+
+func benchBlocksAny(b testing.TB, n int) [][]byte {
 	var src []byte
 	for _, f := range []string{"lm.go", "mixer.go", "rangecoder.go", "record.go", "classic.go", "block.go"} {
 		d, err := os.ReadFile(f)

@@ -205,6 +205,7 @@ func TestLMTune(t *testing.T) {
 
 	netP := defaultMix
 	netP.useInput = [nInputs]bool{true}
+	netP.ablate = true
 	netP.apmWeight = 0
 	netP.lr = 0
 	netP.initW[0] = 65536 // the network's own probabilities, unscaled
@@ -229,6 +230,7 @@ func TestLMTune(t *testing.T) {
 		p := defaultMix
 		p.useInput = [nInputs]bool{true}
 		p.useInput[i] = true
+		p.ablate = true
 		p.apmWeight = 0
 		report("network + "+names[i]+" (no APM)", &p)
 	}
@@ -236,6 +238,7 @@ func TestLMTune(t *testing.T) {
 	for i := 1; i < nInputs; i++ {
 		p := defaultMix
 		p.useInput[i] = false
+		p.ablate = true
 		report("without "+names[i], &p)
 	}
 	p := defaultMix

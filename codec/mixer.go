@@ -47,7 +47,8 @@ type mixParams struct {
 	apmWeight int  // APM share of the final probability, in quarters (0..4)
 	selBits   bool // select weight sets also by bit position
 	initW     [nInputs]int32
-	useInput  [nInputs]bool // for measurements: a disabled input is always 0
+	useInput  [nInputs]bool // for measurements (with ablate): a disabled input is always 0
+	ablate    bool
 }
 
 var defaultMix = mixParams{
@@ -310,9 +311,11 @@ func (s *lmState) predict(netP uint32) uint32 {
 		}
 	}
 	s.x[inBias] = 256
-	for i := range s.x {
-		if !p.useInput[i] {
-			s.x[i] = 0
+	if p.ablate {
+		for i := range s.x {
+			if !p.useInput[i] {
+				s.x[i] = 0
+			}
 		}
 	}
 	sel := matchBucket(s.matchLen)
@@ -323,9 +326,9 @@ func (s *lmState) predict(netP uint32) uint32 {
 		sel = sel*8 + s.bitPos
 	}
 	s.wsel = sel * nInputs
-	w := s.w[s.wsel : s.wsel+nInputs]
+	w := (*[nInputs]int32)(s.w[s.wsel:])
 	var dot int64
-	for i, x := range s.x {
+	for i, x := range &s.x {
 		dot += int64(w[i]) * int64(x)
 	}
 	d := dot >> 16
@@ -361,9 +364,10 @@ func (s *lmState) update(bit int) {
 	p := s.p
 	// Mixer.
 	err := (int64(bit)<<16 - int64(s.pm)) * p.lr
-	w := s.w[s.wsel : s.wsel+nInputs]
-	for i, x := range s.x {
-		v := int64(w[i]) + (int64(x)*err)>>p.lrShift
+	w := (*[nInputs]int32)(s.w[s.wsel:])
+	sh := p.lrShift & 63
+	for i, x := range &s.x {
+		v := int64(w[i]) + (int64(x)*err)>>sh
 		if v > wMax {
 			v = wMax
 		} else if v < -wMax {
