@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"testing"
 
@@ -55,6 +56,36 @@ func TestLMTinyModel(t *testing.T) {
 			if errs[i] != nil || !bytes.Equal(out[i], blocks[i]) {
 				t.Fatalf("decode batch %d: block %d: %v", live, i, errs[i])
 			}
+		}
+	}
+}
+
+// TestLMConcurrent codes from several goroutines on one codec (run with -race).
+func TestLMConcurrent(t *testing.T) {
+	c := tinyCodec(t)
+	blocks := [][]byte{testBlocks()["text"][:300], testBlocks()["repeat"][:200], testBlocks()["random"][:100]}
+	want, err := c.EncodeBatch(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			p, err := c.EncodeVerified(blocks)
+			if err == nil {
+				out, errs := c.DecodeBatch(p, []int{300, 200, 100})
+				for i := range blocks {
+					if errs[i] != nil || !bytes.Equal(out[i], blocks[i]) || !bytes.Equal(p[i], want[i]) {
+						err = fmt.Errorf("block %d differs (%v)", i, errs[i])
+					}
+				}
+			}
+			errc <- err
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
 		}
 	}
 }
