@@ -40,3 +40,15 @@ bench-codec: build
 
 clean:
 	rm -rf lmfs lib build
+
+# Disk space: write 1 GiB, delete it, show the store's size on disk shrink (SIZE_MIB, WAIT).
+.PHONY: bench-space
+bench-space: build
+	bash scripts/bench-space.sh
+
+# Load: several processes of mixed file operations on one mount for STRESS_DURATION, then
+# unmount, fsck, remount and a byte-for-byte check (scripts/stress.sh, test/stress).
+STRESS_DURATION ?= 2m
+.PHONY: stress
+stress: build
+	STRESS_DURATION=$(STRESS_DURATION) bash scripts/stress.sh
