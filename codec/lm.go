@@ -125,7 +125,11 @@ func (c *LMCodec) encode(blocks [][]byte, verify bool) ([][]byte, error) {
 	if k < 0 {
 		return nil, fmt.Errorf("lm encode: model order %d", k)
 	}
-	rows := c.rows
+	total := 0
+	for _, b := range blocks {
+		total += len(b)
+	}
+	rows := max(min(c.rows, total), 1)
 	ctx := make([]uint16, rows*k)
 	out := make([]uint32, rows*256)
 	payloads := make([][]byte, len(blocks))
