@@ -308,7 +308,8 @@ func (p *progress) add(n int64, what string) {
 		return
 	}
 	p.doneN += n
-	if time.Since(p.last) < 200*time.Millisecond {
+	// Draw only for runs longer than a second, at most every 200 ms.
+	if time.Since(p.start) < time.Second || time.Since(p.last) < 200*time.Millisecond {
 		return
 	}
 	p.last = time.Now()
