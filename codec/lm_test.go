@@ -274,3 +274,30 @@ func TestLMCorrupt(t *testing.T) {
 		t.Errorf("%d of %d damaged records decoded without error", undetected, len(out)-1)
 	}
 }
+
+// TestLMVerifyCatches checks that the verification decode used by EncodeVerified rejects a
+// stream that does not decode to the block.
+func TestLMVerifyCatches(t *testing.T) {
+	pred := newTestPredictor(3)
+	b := testBlocks()["text"]
+	ts := prepare(t, pred, map[string][][]byte{"x": {b}})
+	s := newLMState(&defaultMix)
+	stream := s.encodeBlock(nil, b, ts.paths[0])
+	if err := s.verifyBlock(stream, b, ts.paths[0]); err != nil {
+		t.Fatalf("good stream: %v", err)
+	}
+	caught := 0
+	for i := 0; i < len(stream); i++ {
+		bad := append([]byte(nil), stream...)
+		bad[i] ^= 0x40
+		if s.verifyBlock(bad, b, ts.paths[0]) != nil {
+			caught++
+		}
+	}
+	if caught < len(stream)-1 {
+		t.Errorf("verification caught %d of %d damaged streams", caught, len(stream))
+	}
+	if s.verifyBlock(stream[:len(stream)/2], b, ts.paths[0]) == nil {
+		t.Error("truncated stream verified")
+	}
+}
