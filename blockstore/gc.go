@@ -48,6 +48,10 @@ const gcPoll = 2 * time.Second
 // another one worth its cost.
 const gcFlushBytes = 32 << 20
 
+// gcFlushSpacing is the least time between two forced flushes, unless the free-space guard is
+// refusing writes (a flush blocks writers briefly and Flatten rewrites the LSM tree).
+const gcFlushSpacing = 10 * time.Second
+
 // gcRatio: a file is rewritten when at least this fraction of it is garbage.
 const gcRatio = 0.5
 
@@ -71,7 +75,8 @@ func (s *Store) startGC() {
 			case <-s.gcKick:
 			}
 			freed := s.counters.freedSince()
-			if freed >= gcFlushBytes || (freed > 0 && s.spaceLow()) {
+			low := freed > 0 && s.spaceLow()
+			if low || (freed >= gcFlushBytes && time.Since(last) >= gcFlushSpacing) {
 				s.reclaim(s.gcStop)
 				last = time.Now()
 			} else if time.Since(last) >= gcInterval {
