@@ -247,6 +247,9 @@ func TestLMTune(t *testing.T) {
 	p = defaultMix
 	p.selBits = false
 	report("without bit-position sets", &p)
+	p = defaultMix
+	p.mix2 = !p.mix2
+	report("toggle second mixer", &p)
 
 	if os.Getenv("LMFS_TUNE_SEARCH") == "" {
 		return

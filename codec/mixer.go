@@ -11,9 +11,10 @@ package codec
 //	         x[5] match model: the byte that followed the latest earlier occurrence of the last
 //	              matchMin bytes, its expected bit signed by an adaptive confidence per match length
 //	         x[6] bias (constant 256)
-//	mixer    p_m = squash(sum w[s][i]*x[i] >> 16), weights selected by s = match-length bucket
-//	         and bit position, started from fixed initial weights (the network dominates) and
-//	         updated online within the block
+//	mixers   d1 = sum w[s][i]*x[i] >> 16, weights selected by s = match-length bucket and bit
+//	         position; d2 likewise with weights selected by the partial byte c0; both started
+//	         from fixed initial weights (the network dominates) and trained online within the
+//	         block, each on its own error; p_m = squash((d1+d2)/2)
 //	APM      p = (p_m + 3*apm[c0](stretch(p_m)))/4: a secondary estimate by interpolation in
 //	         33 bins per partial byte, also learned within the block
 //
@@ -49,6 +50,7 @@ type mixParams struct {
 	initW     [nInputs]int32
 	useInput  [nInputs]bool // for measurements (with ablate): a disabled input is always 0
 	ablate    bool
+	mix2      bool // a second mixer with weights selected by the partial byte, averaged
 }
 
 var defaultMix = mixParams{
@@ -61,6 +63,7 @@ var defaultMix = mixParams{
 	apmRate:   5,
 	apmWeight: 2,
 	selBits:   true,
+	mix2:      true,
 	initW:     [nInputs]int32{40000, 4096, 8192, 16384, 16384, 32768, 0},
 	useInput:  [nInputs]bool{true, true, true, true, true, true, true},
 }
@@ -95,6 +98,11 @@ type lmState struct {
 
 	w    []int32 // weight sets, nInputs each
 	wsel int     // offset of the selected set
+	w2   []int32 // second mixer: one set per partial byte
+	dot1 int32
+	dot2 int32
+	pm1  uint32
+	pm2  uint32
 	x    [nInputs]int32
 	dot  int32  // mixer output in stretch units
 	pm   uint32 // mixer probability
@@ -114,6 +122,7 @@ func newLMState(p *mixParams) *lmState {
 		nsets *= 8
 	}
 	s.w = make([]int32, nsets*nInputs)
+	s.w2 = make([]int32, 256*nInputs)
 	s.apm = make([]uint16, 256*apmBins)
 	s.buf = make([]byte, 0, BlockSize)
 	s.reset()
@@ -141,6 +150,9 @@ func (s *lmState) reset() {
 	}
 	for i := 0; i < len(s.w); i += nInputs {
 		copy(s.w[i:i+nInputs], s.p.initW[:])
+	}
+	for i := 0; i < len(s.w2); i += nInputs {
+		copy(s.w2[i:i+nInputs], s.p.initW[:])
 	}
 	for c := 0; c < 256; c++ {
 		copy(s.apm[c*apmBins:(c+1)*apmBins], tables.apmInit[:])
@@ -339,6 +351,24 @@ func (s *lmState) predict(netP uint32) uint32 {
 	}
 	s.dot = int32(d)
 	s.pm = squash(s.dot)
+	if p.mix2 {
+		s.dot1, s.pm1 = s.dot, s.pm
+		w2 := (*[nInputs]int32)(s.w2[int(s.c0)*nInputs:])
+		var dot2 int64
+		for i, x := range &s.x {
+			dot2 += int64(w2[i]) * int64(x)
+		}
+		d2 := dot2 >> 16
+		if d2 > stMax {
+			d2 = stMax
+		} else if d2 < -stMax {
+			d2 = -stMax
+		}
+		s.dot2 = int32(d2)
+		s.pm2 = squash(s.dot2)
+		s.dot = (s.dot1 + s.dot2) >> 1
+		s.pm = squash(s.dot)
+	}
 	if p.apmWeight == 0 {
 		return s.pm
 	}
@@ -363,7 +393,17 @@ func (s *lmState) predict(netP uint32) uint32 {
 func (s *lmState) update(bit int) {
 	p := s.p
 	// Mixer.
-	err := (int64(bit)<<16 - int64(s.pm)) * p.lr
+	pm := s.pm
+	if p.mix2 {
+		pm = s.pm1
+		err2 := (int64(bit)<<16 - int64(s.pm2)) * p.lr
+		w2 := (*[nInputs]int32)(s.w2[int(s.c0)*nInputs:])
+		for i, x := range &s.x {
+			v := int64(w2[i]) + (int64(x)*err2)>>(p.lrShift&63)
+			w2[i] = int32(max(min(v, wMax), -wMax))
+		}
+	}
+	err := (int64(bit)<<16 - int64(pm)) * p.lr
 	w := (*[nInputs]int32)(s.w[s.wsel:])
 	sh := p.lrShift & 63
 	for i, x := range &s.x {
