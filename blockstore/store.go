@@ -135,7 +135,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithValueLogFileSize(16 << 20). // small files: GC frees space in small steps, and never the file being written (gc.go)
 		WithNumCompactors(2).
 		WithBlockCacheSize(32 << 20).
-		WithIndexCacheSize(16 << 20)
+		WithIndexCacheSize(16 << 20).
+		// Damage in Badger's own files must never come back as data. A value-log entry whose
+		// checksum fails is an error (EIO), not bytes; a table is checked whole when opened,
+		// since a damaged table block reads as missing keys (holes: zeros) at run time.
+		WithVerifyValueChecksum(true).
+		WithChecksumVerificationMode(options.OnTableRead)
 	db, err := badger.Open(bo)
 	if err != nil {
 		if created {
