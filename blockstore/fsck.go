@@ -285,7 +285,7 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 			k := it.Item().KeyCopy(nil)
 			ino, blk := decodeU64U64(k)
 			if !s.hasKey(blockKey(ino, blk)) {
-				add(Finding{Kind: "orphan-key", Ino: ino, Block: int64(blk), Detail: "pending marker of a missing block"})
+				add(Finding{Kind: "orphan-key", Ino: ino, Block: int64(blk), Detail: fmt.Sprintf("pending marker of missing block %d", blk)})
 				dels = append(dels, k)
 			}
 		}

@@ -69,7 +69,7 @@ func runFsck(args []string) error {
 			if f.Ino != 0 {
 				where += fmt.Sprintf(" (inode %d)", f.Ino)
 			}
-			if f.Kind == "bad-block" || f.Kind == "block-past-eof" || f.Kind == "missing-model" {
+			if f.Kind == "bad-block" || f.Kind == "block-past-eof" || f.Kind == "missing-model" || f.Kind == "orphan-block" || f.Kind == "pending-mark" {
 				where += fmt.Sprintf(" block %d (offset %d)", f.Block, f.Block*2048)
 			}
 			state := ""
