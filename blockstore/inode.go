@@ -57,6 +57,10 @@ func (n *Inode) marshal() []byte {
 }
 
 func unmarshalInode(ino uint64, b []byte) (Inode, error) {
+	if len(b) == 0 {
+		// Never stored empty: Badger hands back no bytes for a value it cannot read.
+		return Inode{}, fmt.Errorf("inode %d: record unreadable (empty; is the value log damaged?)", ino)
+	}
 	if len(b) < inodeFixed || b[0] != inodeVersion {
 		return Inode{}, fmt.Errorf("inode %d: bad record (%d bytes, version %d)", ino, len(b), firstByte(b))
 	}
