@@ -360,6 +360,9 @@ func TestFsckFindsFaults(t *testing.T) {
 			if txt.code != 1 || !strings.Contains(txt.stdout, f.kind) {
 				t.Errorf("fsck text report (exit %d) does not name %q:\n%s%s", txt.code, f.kind, txt.stdout, txt.stderr)
 			}
+			if got[0].Block != 0 && !strings.Contains(txt.stdout, fmt.Sprintf("block %d", got[0].Block)) {
+				t.Errorf("fsck text report does not name block %d:\n%s", got[0].Block, txt.stdout)
+			}
 			t.Logf("fsck: %s", strings.TrimSpace(txt.stdout))
 
 			rep, r = fsckRun(t, store, true)
