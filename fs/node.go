@@ -225,6 +225,13 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.Blocks = st.Blocks
 	out.Bfree = st.Bfree
 	out.Bavail = st.Bavail
+	// Below the store's free-space reserve new data gets ENOSPC (blockstore/space.go): df
+	// shows what can still be written.
+	if r := uint64(n.fs.store.SpaceReserve()) / uint64(max(st.Bsize, 1)); out.Bavail > r {
+		out.Bavail -= r
+	} else {
+		out.Bavail = 0
+	}
 	used := uint64(c.Files + c.Dirs + c.Symlinks + c.Others)
 	out.Files = used + 1<<32
 	out.Ffree = 1 << 32
