@@ -250,6 +250,9 @@ func TestLMTune(t *testing.T) {
 	p = defaultMix
 	p.mix2 = !p.mix2
 	report("toggle second mixer", &p)
+	p = defaultMix
+	p.apm2 = !p.apm2
+	report("toggle second APM", &p)
 
 	if os.Getenv("LMFS_TUNE_SEARCH") == "" {
 		return

@@ -15,8 +15,9 @@ package codec
 //	         position; d2 likewise with weights selected by the partial byte c0; both started
 //	         from fixed initial weights (the network dominates) and trained online within the
 //	         block, each on its own error; p_m = squash((d1+d2)/2)
-//	APM      p = (p_m + 3*apm[c0](stretch(p_m)))/4: a secondary estimate by interpolation in
-//	         33 bins per partial byte, also learned within the block
+//	APM      p = (p_m + (apm1[c0] + apm2[c0, c1>>6])(stretch(p_m))/2)/2: secondary estimates
+//	         by interpolation in 33 bins per context (the partial byte c0, and c0 with the top
+//	         2 bits of the previous byte c1), also learned within the block
 //
 // then the coder codes the bit with p and update(bit) trains everything. Encoder and decoder run
 // the same predict/update sequence: state = step(state, byte). All state is reset per block:
@@ -51,6 +52,7 @@ type mixParams struct {
 	useInput  [nInputs]bool // for measurements (with ablate): a disabled input is always 0
 	ablate    bool
 	mix2      bool // a second mixer with weights selected by the partial byte, averaged
+	apm2      bool // a second APM keyed by the partial byte and the previous byte's top 2 bits
 }
 
 var defaultMix = mixParams{
@@ -64,6 +66,7 @@ var defaultMix = mixParams{
 	apmWeight: 2,
 	selBits:   true,
 	mix2:      true,
+	apm2:      true,
 	initW:     [nInputs]int32{40000, 4096, 8192, 16384, 16384, 32768, 0},
 	useInput:  [nInputs]bool{true, true, true, true, true, true, true},
 }
@@ -96,19 +99,21 @@ type lmState struct {
 	expBit   int32 // expected bit from the match model, -1 if none for this bit
 	mctrIdx  int
 
-	w    []int32 // weight sets, nInputs each
-	wsel int     // offset of the selected set
-	w2   []int32 // second mixer: one set per partial byte
-	dot1 int32
-	dot2 int32
-	pm1  uint32
-	pm2  uint32
-	x    [nInputs]int32
-	dot  int32  // mixer output in stretch units
-	pm   uint32 // mixer probability
-	apm  []uint16
-	apmI int // index of the lower APM bin used
-	apmW int32
+	w     []int32 // weight sets, nInputs each
+	wsel  int     // offset of the selected set
+	w2    []int32 // second mixer: one set per partial byte
+	dot1  int32
+	dot2  int32
+	pm1   uint32
+	pm2   uint32
+	x     [nInputs]int32
+	dot   int32  // mixer output in stretch units
+	pm    uint32 // mixer probability
+	apm   []uint16
+	apmI  int // index of the lower APM bin used
+	apmW  int32
+	apmB  []uint16 // second APM (apm2)
+	apmBI int
 }
 
 func newLMState(p *mixParams) *lmState {
@@ -124,6 +129,7 @@ func newLMState(p *mixParams) *lmState {
 	s.w = make([]int32, nsets*nInputs)
 	s.w2 = make([]int32, 256*nInputs)
 	s.apm = make([]uint16, 256*apmBins)
+	s.apmB = make([]uint16, 1024*apmBins)
 	s.buf = make([]byte, 0, BlockSize)
 	s.reset()
 	return s
@@ -156,6 +162,9 @@ func (s *lmState) reset() {
 	}
 	for c := 0; c < 256; c++ {
 		copy(s.apm[c*apmBins:(c+1)*apmBins], tables.apmInit[:])
+	}
+	for c := 0; c < 1024; c++ {
+		copy(s.apmB[c*apmBins:(c+1)*apmBins], tables.apmInit[:])
 	}
 	s.ctxHash = [nCtr]uint32{}
 	s.byteContexts()
@@ -380,6 +389,16 @@ func (s *lmState) predict(netP uint32) uint32 {
 	s.apmI = base
 	s.apmW = wt
 	pa := (uint32(s.apm[base])*uint32(256-wt) + uint32(s.apm[base+1])*uint32(wt)) >> 8
+	if p.apm2 {
+		c1 := 0
+		if n := len(s.buf); n > 0 {
+			c1 = int(s.buf[n-1] >> 6)
+		}
+		b2 := (c1<<8|int(s.c0))*apmBins + j
+		s.apmBI = b2
+		pb := (uint32(s.apmB[b2])*uint32(256-wt) + uint32(s.apmB[b2+1])*uint32(wt)) >> 8
+		pa = (pa + pb) >> 1
+	}
 	pf := (s.pm*uint32(4-p.apmWeight) + pa*uint32(p.apmWeight)) >> 2
 	if pf < probMin {
 		pf = probMin
@@ -426,6 +445,16 @@ func (s *lmState) update(bit int) {
 		v = int32(*a)
 		v += ((target - v) * s.apmW) >> (8 + p.apmRate)
 		*a = uint16(clampP(v))
+		if p.apm2 {
+			a = &s.apmB[s.apmBI]
+			v = int32(*a)
+			v += ((target - v) * (256 - s.apmW)) >> (8 + p.apmRate)
+			*a = uint16(clampP(v))
+			a = &s.apmB[s.apmBI+1]
+			v = int32(*a)
+			v += ((target - v) * s.apmW) >> (8 + p.apmRate)
+			*a = uint16(clampP(v))
+		}
 	}
 	// Counters.
 	ctrUpdate(&s.o0[s.c0], bit, p.ctrLimit)
