@@ -298,6 +298,8 @@ def main():
     ap.add_argument("--export-only", action="store_true",
                     help="export the latest checkpoint; a phase-1 checkpoint gets --qat-now steps of QAT first")
     ap.add_argument("--qat-now", type=int, default=0)
+    ap.add_argument("--ckpt-from", default=None,
+                    help="with --export-only: read this checkpoint (e.g. of a run still going) instead of the run's own")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rundir", default=None)
     args = ap.parse_args()
@@ -320,14 +322,17 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
     state = {"step": 0, "tokens": 0, "elapsed": 0.0, "args": vars(args)}
     sampler = D.Sampler(train, args.K, seed=args.seed)
-    if (args.resume or args.export_only) and os.path.exists(ckpt):
-        ck = torch.load(ckpt)
+    src = args.ckpt_from if (args.export_only and args.ckpt_from) else ckpt
+    if (args.resume or args.export_only) and os.path.exists(src):
+        ck = torch.load(src)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
         model.shifts = ck["shifts"]
         sampler.rng = np.random.default_rng([args.seed, state["step"]])
-        log("resumed at step", state["step"], "shifts", model.shifts)
+        log("resumed from", src, "at step", state["step"], "shifts", model.shifts)
+    elif args.export_only:
+        raise SystemExit("no checkpoint at " + src)
     log("model K=%d h0=%d hidden=%s params=%d macs/byte=%d" % (
         args.K, args.h0, args.hidden, sum(p.numel() for p in model.parameters()), model.macs()))
 
