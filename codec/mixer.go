@@ -11,11 +11,12 @@ package codec
 //	         x[5] match model: the byte that followed the latest earlier occurrence of the last
 //	              matchMin bytes, its expected bit signed by an adaptive confidence per match length
 //	         x[6] bias (constant 256)
-//	mixers   d1 = sum w[s][i]*x[i] >> 16, weights selected by s = match-length bucket and bit
-//	         position; d2 likewise with weights selected by the partial byte c0; both started
+//	mixers   d1 = sum w[s][i]*x[i] >> 16, weights selected by s = match-length bucket (and
+//	         bit position if selBits); d2 likewise with weights selected by the partial byte
+//	         c0; both started
 //	         from fixed initial weights (the network dominates) and trained online within the
 //	         block, each on its own error; p_m = squash((d1+d2)/2)
-//	APM      p = (p_m + (apm1[c0] + apm2[c0, c1>>6])(stretch(p_m))/2)/2: secondary estimates
+//	APM      p = (p_m + 3*(apm1[c0] + apm2[c0, c1>>6])(stretch(p_m))/2)/4: secondary estimates
 //	         by interpolation in 33 bins per context (the partial byte c0, and c0 with the top
 //	         2 bits of the previous byte c1), also learned within the block
 //
@@ -60,14 +61,14 @@ var defaultMix = mixParams{
 	ctrLimit:  1023,
 	matchMin:  4,
 	matchInit: 4,
-	lr:        3,
-	lrShift:   15,
+	lr:        2,
+	lrShift:   14,
 	apmRate:   5,
-	apmWeight: 2,
-	selBits:   true,
+	apmWeight: 3,
+	selBits:   false,
 	mix2:      true,
 	apm2:      true,
-	initW:     [nInputs]int32{40000, 4096, 8192, 16384, 16384, 32768, 0},
+	initW:     [nInputs]int32{40000, 4096, 8192, 16384, 16384, 24576, 0},
 	useInput:  [nInputs]bool{true, true, true, true, true, true, true},
 }
 
