@@ -29,6 +29,8 @@ class IntModel:
         self.explut = np.asarray(z["explut"]).astype(np.int64)
         self.check()
         self._wf = [w.astype(np.float64) for w in self.ws]
+        self._bag32 = self.bag.astype(np.float32)
+        self._bias32 = self.bag_bias.astype(np.float32)
 
     def check(self):
         K, L = self.K, self.L
@@ -50,10 +52,12 @@ class IntModel:
 
     def logits(self, rows):
         """rows [n, K] int64 (k*257 + c[k]) -> integer logits [n, 256] int64."""
-        a = np.broadcast_to(self.bag_bias, (rows.shape[0], self.bag.shape[1])).copy()
+        # Bag sum in float32: every partial sum is an integer of magnitude <= K*127 + |bias| < 2^24
+        # (checked in check()), so float32 holds it exactly; this is the costly part in numpy.
+        a = np.broadcast_to(self._bias32, (rows.shape[0], self.bag.shape[1])).copy()
         for k in range(self.K):
-            a += self.bag[rows[:, k]]
-        h = np.clip(a >> self.shifts[0], 0, 127)
+            a += self._bag32[rows[:, k]]
+        h = np.clip(a.astype(np.int64) >> self.shifts[0], 0, 127)
         n = len(self.ws)
         for i in range(n):
             prod = h.astype(np.float64) @ self._wf[i]
