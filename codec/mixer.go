@@ -13,9 +13,8 @@ package codec
 //	         x[6] bias (constant 256)
 //	mixers   d1 = sum w[s][i]*x[i] >> 16, weights selected by s = match-length bucket (and
 //	         bit position if selBits); d2 likewise with weights selected by the partial byte
-//	         c0; both started
-//	         from fixed initial weights (the network dominates) and trained online within the
-//	         block, each on its own error; p_m = squash((d1+d2)/2)
+//	         c0; both start from fixed initial weights (the network dominates) and are trained
+//	         online within the block, each on its own error; p_m = squash((d1+d2)/2)
 //	APM      p = (p_m + 3*(apm1[c0] + apm2[c0, c1>>6])(stretch(p_m))/2)/4: secondary estimates
 //	         by interpolation in 33 bins per context (the partial byte c0, and c0 with the top
 //	         2 bits of the previous byte c1), also learned within the block
