@@ -3,7 +3,7 @@
 GO ?= go
 ORT_VERSION ?= 1.24.3
 
-.PHONY: all build ort deps test fuzz bench bench-fs bench-codec clean
+.PHONY: all build ort deps test fuzz bench bench-fs bench-codec bench-lm clean
 
 all: deps ort build
 
@@ -29,10 +29,13 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./model/
 
 # Benchmarks print tables (README has the results); they are measurements, not tests.
-bench: bench-fs bench-codec
+bench: bench-fs bench-codec bench-lm
 
 bench-fs: build
 	bash scripts/bench-fs.sh
+
+bench-lm: build
+	bash scripts/bench-lm.sh
 
 bench-codec: build
 	./lmfs bench --quiet ../shared/corpus/dev
