@@ -51,8 +51,8 @@ type mixParams struct {
 	initW     [nInputs]int32
 	useInput  [nInputs]bool // for measurements (with ablate): a disabled input is always 0
 	ablate    bool
-	mix2      bool // a second mixer with weights selected by the partial byte, averaged
-	apm2      bool // a second APM keyed by the partial byte and the previous byte's top 2 bits
+	mix2      bool  // a second mixer with weights selected by the partial byte, averaged
+	apm2      bool  // a second APM keyed by the partial byte and the previous byte's top 2 bits
 }
 
 var defaultMix = mixParams{
@@ -348,36 +348,27 @@ func (s *lmState) predict(netP uint32) uint32 {
 	}
 	s.wsel = sel * nInputs
 	w := (*[nInputs]int32)(s.w[s.wsel:])
-	var dot int64
-	for i, x := range &s.x {
-		dot += int64(w[i]) * int64(x)
-	}
-	d := dot >> 16
-	if d > stMax {
-		d = stMax
-	} else if d < -stMax {
-		d = -stMax
-	}
-	s.dot = int32(d)
-	s.pm = squash(s.dot)
 	if p.mix2 {
-		s.dot1, s.pm1 = s.dot, s.pm
 		w2 := (*[nInputs]int32)(s.w2[int(s.c0)*nInputs:])
-		var dot2 int64
+		var dot1, dot2 int64
 		for i, x := range &s.x {
+			dot1 += int64(w[i]) * int64(x)
 			dot2 += int64(w2[i]) * int64(x)
 		}
-		d2 := dot2 >> 16
-		if d2 > stMax {
-			d2 = stMax
-		} else if d2 < -stMax {
-			d2 = -stMax
-		}
-		s.dot2 = int32(d2)
+		s.dot1 = clampSt(dot1 >> 16)
+		s.dot2 = clampSt(dot2 >> 16)
+		s.pm1 = squash(s.dot1)
 		s.pm2 = squash(s.dot2)
 		s.dot = (s.dot1 + s.dot2) >> 1
-		s.pm = squash(s.dot)
+	} else {
+		var dot int64
+		for i, x := range &s.x {
+			dot += int64(w[i]) * int64(x)
+		}
+		s.dot = clampSt(dot >> 16)
+		s.pm1 = squash(s.dot)
 	}
+	s.pm = squash(s.dot)
 	if p.apmWeight == 0 {
 		return s.pm
 	}
@@ -411,28 +402,21 @@ func (s *lmState) predict(netP uint32) uint32 {
 // update trains the state with the coded bit and advances to the next bit.
 func (s *lmState) update(bit int) {
 	p := s.p
-	// Mixer.
-	pm := s.pm
+	// Mixers, each trained on its own error.
+	sh := p.lrShift & 63
+	err1 := (int64(bit)<<16 - int64(s.pm1)) * p.lr
+	w := (*[nInputs]int32)(s.w[s.wsel:])
 	if p.mix2 {
-		pm = s.pm1
 		err2 := (int64(bit)<<16 - int64(s.pm2)) * p.lr
 		w2 := (*[nInputs]int32)(s.w2[int(s.c0)*nInputs:])
 		for i, x := range &s.x {
-			v := int64(w2[i]) + (int64(x)*err2)>>(p.lrShift&63)
-			w2[i] = int32(max(min(v, wMax), -wMax))
+			w[i] = clampW(int64(w[i]) + (int64(x)*err1)>>sh)
+			w2[i] = clampW(int64(w2[i]) + (int64(x)*err2)>>sh)
 		}
-	}
-	err := (int64(bit)<<16 - int64(pm)) * p.lr
-	w := (*[nInputs]int32)(s.w[s.wsel:])
-	sh := p.lrShift & 63
-	for i, x := range &s.x {
-		v := int64(w[i]) + (int64(x)*err)>>sh
-		if v > wMax {
-			v = wMax
-		} else if v < -wMax {
-			v = -wMax
+	} else {
+		for i, x := range &s.x {
+			w[i] = clampW(int64(w[i]) + (int64(x)*err1)>>sh)
 		}
-		w[i] = int32(v)
 	}
 	// APM: move both interpolated bins toward the bit.
 	if p.apmWeight != 0 {
@@ -477,6 +461,10 @@ func (s *lmState) update(bit int) {
 		s.byteContexts()
 	}
 }
+
+func clampSt(d int64) int32 { return int32(max(min(d, stMax), -stMax)) }
+
+func clampW(v int64) int32 { return int32(max(min(v, wMax), -wMax)) }
 
 func clampP(v int32) int32 {
 	if v < probMin {
