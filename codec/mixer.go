@@ -51,8 +51,8 @@ type mixParams struct {
 	initW     [nInputs]int32
 	useInput  [nInputs]bool // for measurements (with ablate): a disabled input is always 0
 	ablate    bool
-	mix2      bool  // a second mixer with weights selected by the partial byte, averaged
-	apm2      bool  // a second APM keyed by the partial byte and the previous byte's top 2 bits
+	mix2      bool // a second mixer with weights selected by the partial byte, averaged
+	apm2      bool // a second APM keyed by the partial byte and the previous byte's top 2 bits
 }
 
 var defaultMix = mixParams{
