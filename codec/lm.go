@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -27,8 +28,12 @@ type Predictor interface {
 // The raw length is not stored: the record header holds it.
 const lmHeaderSize = 4
 
-// ErrUnknownModel reports an LM payload whose model is not loaded.
-var ErrUnknownModel = errors.New("unknown lm model")
+var (
+	// ErrUnknownModel reports an LM payload whose model is not loaded.
+	ErrUnknownModel = errors.New("unknown lm model")
+	// ErrInexactModel reports a predictor whose output depends on the batch it was computed in.
+	ErrInexactModel = errors.New("lm predictor is not exact")
+)
 
 // DefaultLMBatchRows is the number of rows per Predict call when encoding.
 const DefaultLMBatchRows = 4096
@@ -110,7 +115,9 @@ func (c *LMCodec) EncodeBatch(blocks [][]byte) ([][]byte, error) {
 // counters, match model, APM: the same step function as DecodeBatch) and compares every decoded
 // bit; the first wrong bit stops it, before any prediction for a wrong context could be needed.
 // What it cannot catch is a model that is not a pure function of its context (a backend that
-// differs between encode and decode): that is the model package's exactness contract.
+// differs between encode and decode): that is the model package's exactness contract. As a spot
+// check of it, the last row of every Predict batch is predicted again on its own and compared
+// (ErrInexactModel on a difference).
 func (c *LMCodec) EncodeVerified(blocks [][]byte) ([][]byte, error) {
 	return c.encode(blocks, true)
 }
@@ -138,6 +145,7 @@ func (c *LMCodec) encode(blocks [][]byte, verify bool) ([][]byte, error) {
 	st := c.state()
 	defer c.states.Put(st)
 	var cum [257]uint32
+	var single [256]uint32
 
 	type rowRef struct{ blk, pos int }
 	refs := make([]rowRef, 0, rows)
@@ -164,6 +172,15 @@ func (c *LMCodec) encode(blocks [][]byte, verify bool) ([][]byte, error) {
 		n := len(refs)
 		if err := c.predict(ctx[:n*k], out[:n*256]); err != nil {
 			return err
+		}
+		if verify && n > 1 {
+			// Spot check of the exactness contract: the batch's last row again, alone.
+			if err := c.predict(ctx[(n-1)*k:n*k], single[:]); err != nil {
+				return err
+			}
+			if !slices.Equal(single[:], out[(n-1)*256:n*256]) {
+				return fmt.Errorf("lm encode: %w: a row predicted in a batch of %d differs from the same row alone", ErrInexactModel, n)
+			}
 		}
 		for r, ref := range refs {
 			netCum(&cum, out[r*256:(r+1)*256])

@@ -301,3 +301,27 @@ func TestLMVerifyCatches(t *testing.T) {
 		t.Error("truncated stream verified")
 	}
 }
+
+// batchDependent returns different frequencies for a row depending on the batch size.
+type batchDependent struct{ *testPredictor }
+
+func (p batchDependent) Predict(ctx []uint16, out []uint32) error {
+	if err := p.testPredictor.Predict(ctx, out); err != nil {
+		return err
+	}
+	if len(ctx)/p.k > 1 {
+		out[len(out)-1]++
+	}
+	return nil
+}
+
+func TestLMInexactModel(t *testing.T) {
+	c := NewLMCodec(batchDependent{newTestPredictor(2)}, 1)
+	blocks := [][]byte{[]byte("some bytes to code"), []byte("and more")}
+	if _, err := c.EncodeBatch(blocks); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EncodeVerified(blocks); !errors.Is(err, ErrInexactModel) {
+		t.Errorf("EncodeVerified with a batch-dependent model: %v", err)
+	}
+}
