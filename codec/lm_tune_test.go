@@ -245,8 +245,8 @@ func TestLMTune(t *testing.T) {
 	p.apmWeight = 0
 	report("without APM", &p)
 	p = defaultMix
-	p.selBits = false
-	report("without bit-position sets", &p)
+	p.selBits = !p.selBits
+	report("toggle bit-position sets", &p)
 	p = defaultMix
 	p.mix2 = !p.mix2
 	report("toggle second mixer", &p)
