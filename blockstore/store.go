@@ -39,7 +39,7 @@ const FormatVersion = 1
 const markerFile = "LMFS"
 
 // ownFiles may sit in a store directory before the store is made (the mount's log).
-var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true}
+var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true, closedMarker: true}
 
 var (
 	// ErrNotStore reports a directory that holds something other than an lmfs store.
@@ -121,6 +121,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !opts.ReadOnly && !created {
+		if err := guardValueLog(dir); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // block records are already compressed
@@ -150,6 +155,10 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
 		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if !opts.ReadOnly {
+		// From here on the store is in use: a crash leaves no marker (see vlogcheck.go).
+		os.Remove(filepath.Join(dir, closedMarker))
 	}
 	s := &Store{dir: dir, db: db, opts: opts, log: opts.Logger, opens: map[uint64]int{}}
 	if !opts.ReadOnly {
@@ -300,6 +309,9 @@ func (s *Store) Close() error {
 	}
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && !s.opts.ReadOnly {
+		err = os.WriteFile(filepath.Join(s.dir, closedMarker), nil, 0o600)
 	}
 	return err
 }

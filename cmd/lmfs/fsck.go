@@ -34,6 +34,13 @@ func runFsck(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
 	st, err := blockstore.Open(store, blockstore.Options{Logger: log})
+	var damaged error
+	if errors.Is(err, blockstore.ErrDamagedLog) {
+		// Check what survives without letting Badger cut the damaged log.
+		damaged = err
+		st, err = blockstore.Open(store, blockstore.Options{Logger: log, ReadOnly: true})
+		*repair = false
+	}
 	if err != nil {
 		return err
 	}
@@ -55,6 +62,10 @@ func runFsck(args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if damaged != nil {
+		r.Findings = append([]blockstore.Finding{{Kind: "damaged-log", Detail: damaged.Error() + " (checked read-only; no repair)"}}, r.Findings...)
+		r.Clean = false
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
