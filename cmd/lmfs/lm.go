@@ -18,10 +18,30 @@ type lmFlags struct {
 }
 
 func (lf *lmFlags) register(fl *flag.FlagSet) {
-	fl.StringVar(&lf.model, "model", "", "model file (.lmfsm) for new LM blocks; default "+defaultModelRel+" next to the executable or in the working directory")
+	fl.StringVar(&lf.model, "model", "", "model file (.lmfsm) for new LM blocks (default: the built-in model)")
 	fl.StringVar(&lf.ortLib, "ort-lib", "", "ONNX Runtime library (default: $LMFS_ORT_LIB, then lib/ next to the executable)")
 	fl.StringVar(&lf.device, "device", "auto", "model device: auto, cpu or cuda (go: the plain-Go evaluator, also for new blocks)")
 	fl.BoolVar(&lf.noLM, "no-lm", false, "code new blocks with the classical codecs only")
+}
+
+// load returns the selected model: --model, else the built-in default.
+func (lf *lmFlags) load() (*model.Model, error) {
+	if lf.model == "" {
+		return model.Default()
+	}
+	m, err := model.Load(lf.model)
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	return m, nil
+}
+
+// runner evaluates m on the selected device (ONNX Runtime, falling back to the Go evaluator).
+func (lf *lmFlags) runner(m *model.Model, log *slog.Logger) (model.Runner, error) {
+	if lf.device == "go" {
+		return model.NewGoRunner(m), nil
+	}
+	return model.Open(m, model.Options{LibPath: lf.ortLib, Device: lf.device, Logger: log})
 }
 
 // lmSetup is the models a mount uses: every model the store holds (to decode) and the
@@ -43,7 +63,6 @@ func (l *lmSetup) Close() {
 // store, and makes the store decode LM blocks with them.
 func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, error) {
 	l := &lmSetup{set: codec.NewLMSet(), info: map[string]any{}}
-	opts := model.Options{LibPath: lf.ortLib, Device: lf.device, Logger: log}
 	add := func(data []byte, what string) (*model.Model, *codec.LMCodec, error) {
 		m, err := model.Parse(data)
 		if err != nil {
@@ -52,10 +71,8 @@ func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, e
 		if c, ok := l.set.Get(m.ShortID()); ok {
 			return m, c, nil
 		}
-		var r model.Runner
-		if lf.device == "go" {
-			r = model.NewGoRunner(m)
-		} else if r, err = model.Open(m, opts); err != nil {
+		r, err := lf.runner(m, log)
+		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", what, err)
 		}
 		l.runners = append(l.runners, r)
@@ -76,35 +93,27 @@ func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, e
 		}
 	}
 	if !lf.noLM {
-		path := lf.model
-		if path == "" {
-			path = findDefaultModel()
+		m, err := lf.load()
+		if err != nil {
+			l.Close()
+			return nil, err
 		}
-		if path == "" && lf.model == "" {
-			log.Warn("no default model found: new blocks get the classical codecs only", "looked_for", defaultModelRel)
+		_, c, err := add(m.Bytes(), m.Name())
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		if err := st.PutModel(m.Bytes()); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("record model in store: %w", err)
+		}
+		l.info["model"] = fmt.Sprintf("%s (%08x)", m.Name(), m.ShortID())
+		if l.info["model_backend"] == "go" && lf.device != "go" {
+			// The Go evaluator decodes fine but is too slow to code a whole store.
+			log.Warn("ONNX Runtime unavailable: new blocks get the classical codecs; LM blocks still decode (Go evaluator)")
+			l.info["model"] = fmt.Sprintf("%s (%08x), decode only: no ONNX Runtime", m.Name(), m.ShortID())
 		} else {
-			m, err := model.Load(path)
-			if err != nil {
-				l.Close()
-				return nil, fmt.Errorf("load model: %w", err)
-			}
-			_, c, err := add(m.Bytes(), path)
-			if err != nil {
-				l.Close()
-				return nil, err
-			}
-			if err := st.PutModel(m.Bytes()); err != nil {
-				l.Close()
-				return nil, fmt.Errorf("record model in store: %w", err)
-			}
-			l.info["model"] = fmt.Sprintf("%s (%08x)", m.Name(), m.ShortID())
-			if l.info["model_backend"] == "go" && lf.device != "go" {
-				// The Go evaluator decodes fine but is too slow to code a whole store.
-				log.Warn("ONNX Runtime unavailable: new blocks get the classical codecs; LM blocks still decode (Go evaluator)")
-				l.info["model"] = fmt.Sprintf("%s (%08x), decode only: no ONNX Runtime", m.Name(), m.ShortID())
-			} else {
-				l.encoder = c
-			}
+			l.encoder = c
 		}
 	}
 	if _, ok := l.info["model"]; !ok {
