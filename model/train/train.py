@@ -54,23 +54,26 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
+def ste(x, q):
+    """Forward value exactly q (x - x.detach() is exactly 0), gradient that of x."""
+    return q.detach() + (x - x.detach())
+
+
 def ste_round(x):
-    return x + (torch.floor(x + 0.5) - x).detach()
+    return ste(x, torch.floor(x + 0.5))
 
 
 def ste_clamp(x, lo, hi):
-    return x + (x.clamp(lo, hi) - x).detach()
+    return ste(x, x.clamp(lo, hi))
 
 
 def fq_weight(w, scale):
     """Fake-quantize to int8 on the grid 1/scale (straight-through)."""
-    q = torch.clamp(torch.floor(w * scale + 0.5), -127, 127) / scale
-    return w + (q - w).detach()
+    return ste(w, torch.clamp(torch.floor(w * scale + 0.5), -127, 127) / scale)
 
 
 def fq_bias(b, scale):
-    q = torch.floor(b * scale + 0.5) / scale
-    return b + (q - b).detach()
+    return ste(b, torch.floor(b * scale + 0.5) / scale)
 
 
 class CtxMLP(nn.Module):
