@@ -161,10 +161,15 @@ class CtxMLP(nn.Module):
         return out
 
 
+LOGIT_PEN = 1e-4
+
+
 def loss_fn(model, rows, tgt):
+    """Cross-entropy of the clamped logits, plus a penalty that keeps the raw logits inside [-L, L]
+    (the clamp passes gradients straight through; softmax alone does not pin the logits' level)."""
     u, raw = model(rows)
     ce = F.cross_entropy(u * UNIT_NATS, tgt)
-    pen = torch.relu(raw.abs() - model.L).pow(2).mean() * 1e-4
+    pen = torch.relu(raw.abs() - model.L).pow(2).mean() * LOGIT_PEN
     return ce, pen
 
 
@@ -251,7 +256,7 @@ def export(model, args, state, vset, info, rundir, name, fvres=None):
                   "batch": args.batch, "lr": args.lr, "lr_min": args.lr_min, "warmup": args.warmup,
                   "steps": args.steps if args.minutes <= 0 else None, "minutes": args.minutes or None,
                   "qat_frac": args.qat_frac, "qat_steps": args.qat_steps if args.minutes <= 0 else None, "qat_lr": args.qat_lr,
-                  "seed": args.seed, "optimizer": "Adam(0.9,0.98)"},
+                  "seed": args.seed, "optimizer": "Adam(0.9,0.98)", "logit_pen": args.logit_pen},
         "macs_per_byte": model.macs(),
         "steps_done": state["step"],
         "qat_start_step": state.get("qat_start_step"),
@@ -304,10 +309,14 @@ def main():
     ap.add_argument("--ckpt-from", default=None,
                     help="with --export-only: read this checkpoint (e.g. of a run still going) instead of the run's own")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--logit-pen", type=float, default=1e-2,
+                    help="weight of the penalty on raw logits outside [-L, L] (1e-4 let a long high-lr run drift)")
     ap.add_argument("--rundir", default=None)
     args = ap.parse_args()
     args.hidden = [int(x) for x in args.hidden.split(",") if x]
     args.qat_steps = int(args.steps * args.qat_frac)
+    global LOGIT_PEN
+    LOGIT_PEN = args.logit_pen
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
