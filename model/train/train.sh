@@ -8,6 +8,6 @@ NAME=${1:-lmfs-ctx16-v1}
 [ $# -gt 0 ] && shift
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p model/train/runs/$NAME
-/usr/bin/python3 model/train/train.py --name "$NAME" --K 16 --h0 512 --hidden 256 --steps 26600 --qat-frac 0.16 "$@" \
+/usr/bin/python3 model/train/train.py --name "$NAME" --K 16 --h0 512 --hidden 256 --steps 26600 --qat-frac 0.16 --logit-pen 1e-4 "$@" \
   2>&1 | tee -a model/train/runs/$NAME/log.txt
 /usr/bin/python3 model/train/eval_dev.py model/train/runs/$NAME/weights.npz --json model/train/runs/$NAME/dev.json
