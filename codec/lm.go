@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -103,7 +104,7 @@ func fillCtx(row []uint16, data []byte, pos int) {
 // EncodeBatch returns the LM payload of every block (each 0..BlockSize bytes). The payloads may
 // be larger than the blocks: the caller stores such blocks raw.
 func (c *LMCodec) EncodeBatch(blocks [][]byte) ([][]byte, error) {
-	return c.encode(blocks, false)
+	return c.encodeGroups(blocks, false)
 }
 
 // EncodeVerified is EncodeBatch plus a decode of every payload's arithmetic stream, checked bit
@@ -120,7 +121,36 @@ func (c *LMCodec) EncodeBatch(blocks [][]byte) ([][]byte, error) {
 // check of it, the last row of every Predict batch is predicted again on its own and compared
 // (ErrInexactModel on a difference).
 func (c *LMCodec) EncodeVerified(blocks [][]byte) ([][]byte, error) {
-	return c.encode(blocks, true)
+	return c.encodeGroups(blocks, true)
+}
+
+// encodeGroups codes groups of blocks side by side, one per core (as DecodeBatch does).
+func (c *LMCodec) encodeGroups(blocks [][]byte, verify bool) ([][]byte, error) {
+	par := min(c.par(), len(blocks))
+	if par <= 1 {
+		return c.encode(blocks, verify)
+	}
+	per := (len(blocks) + par - 1) / par
+	out := make([][]byte, len(blocks))
+	errs := make([]error, par)
+	runParallel(par, par, func(g int) {
+		lo, hi := g*per, min(len(blocks), (g+1)*per)
+		if lo >= hi {
+			return
+		}
+		p, err := c.encode(blocks[lo:hi], verify)
+		if err != nil {
+			errs[g] = err
+			return
+		}
+		copy(out[lo:hi], p)
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (c *LMCodec) encode(blocks [][]byte, verify bool) ([][]byte, error) {
@@ -283,12 +313,47 @@ func (c *LMCodec) DecodeBatch(payloads [][]byte, rawLens []int) ([][]byte, []err
 		}
 		idx = append(idx, i)
 	}
+	// Waves run side by side, one per core: while one waits for its model call, another mixes
+	// and codes (the model runner gives concurrent calls their own sessions). Each block is
+	// decoded on its own, so how blocks are grouped never changes a result.
+	var waves [][]int
+	per := max(1, min(c.maxLive, (len(idx)+c.par()-1)/c.par()))
 	for len(idx) > 0 {
-		n := min(len(idx), c.maxLive)
-		c.decodeWave(payloads, rawLens, idx[:n], out, errs)
+		n := min(len(idx), per)
+		waves = append(waves, idx[:n])
 		idx = idx[n:]
 	}
+	runParallel(len(waves), c.par(), func(w int) { c.decodeWave(payloads, rawLens, waves[w], out, errs) })
 	return out, errs
+}
+
+// par is how many waves run at once.
+func (c *LMCodec) par() int { return max(1, runtime.GOMAXPROCS(0)) }
+
+// runParallel calls fn(0..n-1) on at most par goroutines.
+func runParallel(n, par int, fn func(i int)) {
+	if n <= 1 || par <= 1 {
+		for i := 0; i < n; i++ {
+			fn(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for w := 0; w < min(par, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (c *LMCodec) checkPayload(p []byte, rawLen int) error {

@@ -2,8 +2,12 @@ package codec
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"testing"
+
+	"lmfs/model"
 )
 
 // benchText returns n bytes of this package's sources (a stand-in for real data).
@@ -64,8 +68,24 @@ func BenchmarkArithCoder(b *testing.B) {
 	}
 }
 
+// benchCodec is the shipped default model on ONNX Runtime (the Go evaluator when the library
+// is missing): what a mount uses. The model's own time is BenchmarkPredict in package model.
+func benchCodec(b *testing.B) *LMCodec {
+	m, err := model.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := model.Open(m, model.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	b.Logf("model %s on %s", m.Name(), r.Backend())
+	return NewLMCodec(r, m.ShortID())
+}
+
 func benchLM(b *testing.B, batch int, decode bool) {
-	c := tinyCodec(b)
+	c := benchCodec(b)
 	blocks := benchBlocks(b, batch)
 	lens := make([]int, len(blocks))
 	for i := range blocks {
@@ -89,7 +109,7 @@ func benchLM(b *testing.B, batch int, decode bool) {
 	}
 }
 
-// BenchmarkLMEncode/Decode: the tiny model on the Go evaluator, batches of 1..256 blocks.
+// BenchmarkLMEncode/Decode: the default model, batches of 1..256 blocks.
 func BenchmarkLMEncode(b *testing.B) {
 	for _, n := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) { benchLM(b, n, false) })
