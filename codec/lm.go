@@ -17,7 +17,7 @@ type Predictor interface {
 	// of ctx (len(ctx) = rows*K; per row c[0] is the byte just before the predicted position,
 	// c[1] the one before, 256 before the block start). Every frequency >= 1, each row's sum
 	// < 2^24, and the result is a pure function of the row: the same on every backend and batch
-	// size. The codec calls Predict concurrently when its own methods are called concurrently.
+	// size. The codec calls Predict concurrently (it codes groups of blocks side by side).
 	Predict(ctx []uint16, out []uint32) error
 }
 

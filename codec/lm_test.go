@@ -21,8 +21,6 @@ neighbours. func main() { fmt.Println("hello, world") } for i := 0; i < n; i++ {
 type testPredictor struct {
 	k     int
 	table [257][256]uint32
-	calls int
-	rows  int
 	fail  error
 }
 
@@ -51,8 +49,6 @@ func (p *testPredictor) Predict(ctx []uint16, out []uint32) error {
 	if len(ctx) != n*p.k || len(out) != n*256 {
 		return fmt.Errorf("testPredictor: %d ctx symbols and %d outputs for order %d", len(ctx), len(out), p.k)
 	}
-	p.calls++
-	p.rows += n
 	for r := 0; r < n; r++ {
 		row := ctx[r*p.k : (r+1)*p.k]
 		for k := 1; k < len(row); k++ {
