@@ -200,12 +200,15 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 	}
 	// Blocks: decode every one.
 	models := map[uint32]bool{}
-	if stored, err := s.Models(); err == nil {
-		for _, m := range stored {
-			if len(m) > 0 {
-				models[shortID(m)] = true
-			}
-		}
+	stored, damagedModels, err := s.Models()
+	if err != nil {
+		return r, err
+	}
+	for _, m := range stored {
+		models[shortID(m)] = true
+	}
+	for _, id := range damagedModels {
+		add(Finding{Kind: "damaged-model", Detail: fmt.Sprintf("stored model %x does not match its id (remounting with that model file puts an intact copy back)", id)})
 	}
 	total := s.Counters()
 	totalBlocks, _, _ := total.Stored()

@@ -10,12 +10,18 @@ import (
 // The store keeps a copy of every model file it has coded blocks with, keyed by the file's
 // SHA-256, so its LM blocks decode after the shipped default model changes.
 
-// PutModel stores a model file if the store does not have it yet.
+// PutModel stores a model file if the store does not hold an intact copy yet (a damaged
+// copy is replaced).
 func (s *Store) PutModel(data []byte) error {
 	id := sha256.Sum256(data)
 	return s.update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(modelKey(id)); err == nil {
-			return nil
+		item, err := txn.Get(modelKey(id))
+		if err == nil {
+			intact := false
+			item.Value(func(v []byte) error { intact = sha256.Sum256(v) == id; return nil })
+			if intact {
+				return nil
+			}
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
@@ -23,22 +29,26 @@ func (s *Store) PutModel(data []byte) error {
 	})
 }
 
-// Models returns every model file the store keeps.
-func (s *Store) Models() ([][]byte, error) {
-	var out [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagModel}, PrefetchValues: true, PrefetchSize: 4})
+// Models returns every intact model file the store keeps, and the ids of copies that no
+// longer match their id (damaged on disk): blocks of those models cannot decode until an
+// intact copy is put back (PutModel of the same file).
+func (s *Store) Models() (models [][]byte, damaged [][32]byte, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagModel}, PrefetchValues: false})
 		defer it.Close()
 		for it.Seek([]byte{tagModel}); it.ValidForPrefix([]byte{tagModel}); it.Next() {
+			var id [32]byte
+			copy(id[:], it.Item().Key()[1:])
 			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
+			if err != nil || sha256.Sum256(v) != id {
+				damaged = append(damaged, id)
+				continue
 			}
-			out = append(out, v)
+			models = append(models, v)
 		}
 		return nil
 	})
-	return out, err
+	return models, damaged, err
 }
 
 func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -81,10 +81,15 @@ func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, e
 		l.info["model_backend"] = r.Backend()
 		return m, c, nil
 	}
-	stored, err := st.Models()
+	stored, damaged, err := st.Models()
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("read the store's models: %w", err)
+	}
+	for _, id := range damaged {
+		// Its blocks read as errors (EIO) until an intact copy is back: the selected model
+		// puts one back below when it is the same file.
+		log.Error("a stored model is damaged; its LM blocks cannot be read", "model", fmt.Sprintf("%x", id))
 	}
 	for _, data := range stored {
 		if _, _, err := add(data, fmt.Sprintf("stored model %x", sha256.Sum256(data))); err != nil {
