@@ -186,7 +186,7 @@ func mountAt(t testing.TB, store, dir string) *fsMount {
 
 // mountForeground starts `lmfs mount -f` as a child of the test (so it knows the PID) and
 // waits until the mount is ready.
-func mountForeground(t testing.TB, store string) *fsMount {
+func mountForeground(t testing.TB, store string, flags ...string) *fsMount {
 	t.Helper()
 	needFUSE(t)
 	dir := filepath.Join(t.TempDir(), "mnt")
@@ -204,7 +204,8 @@ func mountForeground(t testing.TB, store string) *fsMount {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(lmfsBin, "mount", "-f", "--ready-fd=3", store, dir)
+	args := append(append([]string{"mount", "-f", "--ready-fd=3"}, flags...), store, dir)
+	cmd := exec.Command(lmfsBin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
 	if err := cmd.Start(); err != nil {

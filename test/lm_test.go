@@ -60,43 +60,6 @@ func newMountDir(t *testing.T) string {
 	return dir
 }
 
-// mountForegroundWith is mountForeground with extra mount flags.
-func mountForegroundWith(t *testing.T, store string, flags ...string) *fsMount {
-	t.Helper()
-	needFUSE(t)
-	dir := newMountDir(t)
-	m := &fsMount{t: t, store: store, dir: dir}
-	t.Cleanup(m.cleanup)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	args := append(append([]string{"mount", "-f", "--ready-fd=3"}, flags...), store, dir)
-	cmd := exec.Command(lmfsBin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{w}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	m.cmd, m.pid = cmd, cmd.Process.Pid
-	m.done = make(chan error, 1)
-	go func() { m.done <- cmd.Wait() }()
-	line := make([]byte, 256)
-	n, _ := r.Read(line)
-	r.Close()
-	if strings.TrimSpace(string(line[:n])) != "ok" {
-		b, _ := os.ReadFile(logf.Name())
-		t.Fatalf("foreground mount did not get ready: %q\nlog:\n%s", line[:n], b)
-	}
-	return m
-}
-
 // fullStats is `lmfs stats --json` with the per-codec use and the mount's extras.
 type fullStats struct {
 	statsReport
@@ -497,7 +460,7 @@ func TestKill9DuringCompaction(t *testing.T) {
 	needFUSE(t)
 	model := tinyModel(t)
 	store := newStore(t)
-	m := mountForegroundWith(t, store, "--model", model)
+	m := mountForeground(t, store, "--model", model)
 	want := map[string][]byte{}
 	for i := 0; i < 8; i++ {
 		want[fmt.Sprintf("d%d/f%d", i%2, i)] = mixedData(int64(300+i), 100<<10+i*20000)
