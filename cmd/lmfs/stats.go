@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -101,6 +102,10 @@ func getReport(arg string) (report, error) {
 	st, err := blockstore.Open(store, blockstore.Options{ReadOnly: true})
 	if errors.Is(err, blockstore.ErrLocked) {
 		return report{}, fmt.Errorf("%s is open in another process that does not answer on %s", store, socketPath(store))
+	}
+	if err != nil && strings.Contains(err.Error(), "Log truncate required") {
+		// Read-only opening cannot replay what a killed server left behind.
+		return report{}, fmt.Errorf("%s was not closed cleanly (was its server killed?): mount it or run 'lmfs fsck %s' once to recover it", store, store)
 	}
 	if err != nil {
 		return report{}, err
