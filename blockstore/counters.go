@@ -3,7 +3,6 @@ package blockstore
 import (
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"sync"
 	"syscall"
 
@@ -285,5 +284,3 @@ func u64bytes(n uint64) []byte {
 	binary.BigEndian.PutUint64(b, n)
 	return b
 }
-
-var errStop = errors.New("stop")

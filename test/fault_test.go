@@ -171,7 +171,7 @@ func flipBytes(t *testing.T, p string, offsets []int64, n int) {
 func TestCorruptStoreFiles(t *testing.T) {
 	needFUSE(t)
 	base := newStore(t)
-	m := mountWith(t, base, newMountDir(t), "--no-compact")
+	m := mountAt(t, base, newMountDir(t), "--no-compact")
 	want := map[string][]byte{}
 	for i := 0; i < 12; i++ {
 		name := fmt.Sprintf("f%02d", i)
@@ -190,7 +190,7 @@ func TestCorruptStoreFiles(t *testing.T) {
 	// The same store after one more mount: the data now sits in a value-log file that is
 	// not the newest (Badger starts a new one at every open).
 	cycled := copyStore(t, base)
-	mustLmfs(t, "umount", mountWith(t, cycled, newMountDir(t), "--no-compact").dir)
+	mustLmfs(t, "umount", mountAt(t, cycled, newMountDir(t), "--no-compact").dir)
 	if len(files(cycled, "vlog")) < 2 {
 		t.Fatalf("after a second mount the store has value-log files %v; want 2 or more", files(cycled, "vlog"))
 	}

@@ -164,7 +164,7 @@ func makeFsckBase(t *testing.T) fsckBase {
 	t.Helper()
 	model := tinyModel(t)
 	base := fsckBase{store: newStore(t), a: textData(1, 5*2048), b: textData(2, 3*2048+100), lm: textData(3, 24*2048), c: []byte("small\n")}
-	m := mountWith(t, base.store, newMountDir(t), "--model", model)
+	m := mountAt(t, base.store, newMountDir(t), "--model", model)
 	needLMEncoder(t, fullStatsOf(t, m.dir))
 	if err := os.Mkdir(m.path("dir"), 0o755); err != nil {
 		t.Fatal(err)
@@ -400,7 +400,7 @@ func TestFsckFindsFaults(t *testing.T) {
 				db.Close()
 			}
 			// Every file still reads as before (except the damaged block).
-			m := mountWith(t, store, newMountDir(t))
+			m := mountAt(t, store, newMountDir(t))
 			if f.after != nil {
 				f.after(t, m.dir)
 			}

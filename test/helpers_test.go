@@ -161,22 +161,28 @@ func newStore(t testing.TB) string {
 }
 
 // mountStore mounts store (created if missing) on a fresh directory with `lmfs mount`.
-func mountStore(t testing.TB, store string) *fsMount {
+func mountStore(t testing.TB, store string, flags ...string) *fsMount {
 	t.Helper()
 	needFUSE(t)
+	return mountAt(t, store, newMountDir(t), flags...)
+}
+
+// newMountDir makes an empty mount point.
+func newMountDir(t testing.TB) string {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return mountAt(t, store, dir)
+	return dir
 }
 
-// mountAt mounts store on dir (background server) and registers the cleanup.
-func mountAt(t testing.TB, store, dir string) *fsMount {
+// mountAt mounts store on dir (background server, extra mount flags) and registers the cleanup.
+func mountAt(t testing.TB, store, dir string, flags ...string) *fsMount {
 	t.Helper()
 	m := &fsMount{t: t, store: store, dir: dir}
 	t.Cleanup(m.cleanup)
-	mustLmfs(t, "mount", store, dir)
+	mustLmfs(t, append(append([]string{"mount"}, flags...), store, dir)...)
 	if !isMounted(dir) {
 		t.Fatalf("lmfs mount returned but %s is not mounted", dir)
 	}

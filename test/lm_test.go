@@ -36,30 +36,6 @@ func tinyModel(t *testing.T) string {
 	return p
 }
 
-// mountWith mounts store on dir (background server) with extra mount flags.
-func mountWith(t *testing.T, store, dir string, flags ...string) *fsMount {
-	t.Helper()
-	needFUSE(t)
-	m := &fsMount{t: t, store: store, dir: dir}
-	t.Cleanup(m.cleanup)
-	mustLmfs(t, append(append([]string{"mount"}, flags...), store, dir)...)
-	if !isMounted(dir) {
-		t.Fatalf("lmfs mount returned but %s is not mounted", dir)
-	}
-	m.pid = m.stats().PID
-	return m
-}
-
-// newMountDir makes an empty mount point.
-func newMountDir(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // fullStats is `lmfs stats --json` with the per-codec use and the mount's extras.
 type fullStats struct {
 	statsReport
@@ -243,7 +219,7 @@ func TestLMThroughMount(t *testing.T) {
 	model := tinyModel(t)
 	store := newStore(t)
 	dir := newMountDir(t)
-	m := mountWith(t, store, dir, "--model", model)
+	m := mountAt(t, store, dir, "--model", model)
 	needLMEncoder(t, fullStatsOf(t, m.dir))
 	copyIn(t, m.dir, files)
 	start := time.Now()
@@ -265,7 +241,7 @@ func TestLMThroughMount(t *testing.T) {
 	verifyFiles(t, m.dir, files, "after compaction")
 
 	m.umount()
-	mountWith(t, store, dir, "--model", model)
+	mountAt(t, store, dir, "--model", model)
 	verifyFiles(t, dir, files, "after a remount with --model")
 	lmBlocks := fullStatsOf(t, dir).Codecs["lm"].Blocks
 	if lmBlocks != st.Codecs["lm"].Blocks {
@@ -277,7 +253,7 @@ func TestLMThroughMount(t *testing.T) {
 	if err := os.Remove(model); err != nil {
 		t.Fatal(err)
 	}
-	mountWith(t, store, dir)
+	mountAt(t, store, dir)
 	verifyFiles(t, dir, files, "after a remount without --model (model file deleted)")
 	mustLmfs(t, "umount", dir)
 	fsckClean(t, store, "after the LM round trip")
@@ -296,7 +272,7 @@ func TestCompactorRace(t *testing.T) {
 	needFUSE(t)
 	model := tinyModel(t)
 	store := newStore(t)
-	m := mountWith(t, store, newMountDir(t), "--model", model)
+	m := mountAt(t, store, newMountDir(t), "--model", model)
 	needLMEncoder(t, fullStatsOf(t, m.dir))
 
 	const nfiles, fsize = 4, 160 << 10 // 320 blocks pending: two batches of the compactor
@@ -498,7 +474,7 @@ func TestKill9DuringCompaction(t *testing.T) {
 		t.Fatalf("%s still mounted after the server died and umount -l", m.dir)
 	}
 
-	m2 := mountWith(t, store, m.dir, "--model", model)
+	m2 := mountAt(t, store, m.dir, "--model", model)
 	verifyFiles(t, m2.dir, want, "after kill -9 during compaction")
 	st = fullStatsOf(t, m2.dir)
 	if st.Files != int64(len(want)) {

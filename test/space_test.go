@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,17 +72,5 @@ func TestSpaceComesBack(t *testing.T) {
 // the model's CPU time is not what these tests measure).
 func mountNoLM(t testing.TB, store string) *fsMount {
 	t.Helper()
-	needFUSE(t)
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	m := &fsMount{t: t, store: store, dir: dir}
-	t.Cleanup(m.cleanup)
-	mustLmfs(t, "mount", "--no-lm", store, dir)
-	if !isMounted(dir) {
-		t.Fatalf("%s not mounted", dir)
-	}
-	m.pid = m.stats().PID
-	return m
+	return mountStore(t, store, "--no-lm")
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -76,5 +75,3 @@ func controlGet(store, path string, v any) error {
 	}
 	return nil
 }
-
-var errNoMount = errors.New("not mounted")
