@@ -12,7 +12,8 @@ go build -o build/lmfs ./cmd/lmfs
 go build -o build/loopback ./test/loopback
 work=$(mktemp -d /tmp/lmfs-bench.XXXXXX)
 cleanup() {
-  umount "$work/m-lmfs" 2>/dev/null || umount -l "$work/m-lmfs" 2>/dev/null || true
+  # lmfs umount waits until the server has closed the store: only then may it be deleted.
+  build/lmfs umount "$work/m-lmfs" 2>/dev/null || umount -l "$work/m-lmfs" 2>/dev/null || true
   umount "$work/m-loop" 2>/dev/null || umount -l "$work/m-loop" 2>/dev/null || true
   [ -n "${lpid:-}" ] && kill "$lpid" 2>/dev/null || true
   rm -rf "$work"
