@@ -244,6 +244,11 @@ func serve(store, mnt string, mf mountFlags) error {
 	}()
 	srv.Wait()
 	stopControl()
+	if _, err := os.Stat(filepath.Join(store, "LMFS")); err != nil {
+		// Badger would retry its final flush into a deleted directory forever.
+		log.Error("the store directory is gone: exiting without closing it", "store", store, "err", err)
+		return fmt.Errorf("store %s vanished while mounted", store)
+	}
 	if err := st.Close(); err != nil {
 		log.Error("closing the store failed", "err", err)
 		return err
