@@ -103,6 +103,13 @@ func (s *Store) loadBlocks(txn *badger.Txn, ino, first, last uint64) (map[uint64
 	out := make(map[uint64][]byte, last-first+1)
 	var missIdx []uint64
 	var recs [][]byte
+	cached := func(b uint64) bool {
+		data, ok := s.cache.get(ino, b)
+		if ok && data != nil {
+			out[b] = data
+		}
+		return ok
+	}
 	miss := func(b uint64, item *badger.Item) error {
 		rec, err := item.ValueCopy(nil)
 		if err != nil {
@@ -114,10 +121,7 @@ func (s *Store) loadBlocks(txn *badger.Txn, ino, first, last uint64) (map[uint64
 	}
 	if last-first < 4 {
 		for b := first; b <= last; b++ {
-			if data, ok := s.cache.get(ino, b); ok {
-				if data != nil {
-					out[b] = data
-				}
+			if cached(b) {
 				continue
 			}
 			item, err := txn.Get(blockKey(ino, b))
@@ -143,10 +147,7 @@ func (s *Store) loadBlocks(txn *badger.Txn, ino, first, last uint64) (map[uint64
 			if b > last {
 				break
 			}
-			if data, ok := s.cache.get(ino, b); ok {
-				if data != nil {
-					out[b] = data
-				}
+			if cached(b) {
 				continue
 			}
 			if err := miss(b, it.Item()); err != nil {

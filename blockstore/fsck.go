@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -321,7 +322,7 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 }
 
 func shortID(model []byte) uint32 {
-	id := sha256Sum(model)
+	id := sha256.Sum256(model)
 	return binary.BigEndian.Uint32(id[:4])
 }
 

@@ -50,5 +50,3 @@ func (s *Store) Models() (models [][]byte, damaged [][32]byte, err error) {
 	})
 	return models, damaged, err
 }
-
-func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

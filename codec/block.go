@@ -110,14 +110,6 @@ func appendHeader(dst []byte, id ID, flags uint8, raw []byte) []byte {
 	return append(dst, h[:]...)
 }
 
-// SetFlags returns rec with its flags byte replaced (rec is modified in place).
-func SetFlags(rec []byte, flags uint8) []byte {
-	if len(rec) >= HeaderSize {
-		rec[1] = flags
-	}
-	return rec
-}
-
 // IsZero reports whether b holds only zero bytes. All-zero blocks are stored as holes.
 func IsZero(b []byte) bool {
 	for len(b) >= 8 {

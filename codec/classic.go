@@ -28,7 +28,6 @@ type Codec interface {
 var (
 	RawCodec    Codec = rawCodec{}
 	GzipCodec   Codec = newDeflate(flate.BestCompression)
-	FastGzip    Codec = newDeflate(1)
 	ZstdCodec   Codec = newZstd(zstd.SpeedBestCompression)
 	BrotliCodec Codec = brotliCodec{quality: 11}
 	S2Codec     Codec = s2Codec{}

@@ -20,7 +20,7 @@ func TestEncodePicksSmallest(t *testing.T) {
 		{S2Codec},
 		{GzipCodec, ZstdCodec, BrotliCodec},
 		{BrotliCodec, GzipCodec, S2Codec, ZstdCodec},
-		{RawCodec, FastGzip},
+		{RawCodec, GzipCodec},
 	}
 	for bi, raw := range blocks {
 		for si, set := range sets {
