@@ -13,14 +13,16 @@ func (l *inodeLocks) of(ino uint64) *sync.RWMutex { return &l.stripes[ino%uint64
 
 type cacheKey struct{ ino, blk uint64 }
 
-// blockCache keeps recently decoded blocks (their raw bytes, as long as the record's raw
-// length) so partial writes and repeated reads skip the decoder. Entries are replaced or
+// blockCache keeps recently decoded LM blocks (their raw bytes, as long as the record's raw
+// length) so partial writes and repeated reads skip the model; classical records decode in
+// microseconds straight from the value log and are not cached. Entries are replaced or
 // dropped under the inode's lock whenever the block changes.
 type blockCache struct {
-	mu    sync.Mutex
-	max   int
-	lru   *list.List // of *cacheEntry, front = most recent
-	items map[cacheKey]*list.Element
+	mu     sync.Mutex
+	max    int
+	lru    *list.List // of *cacheEntry, front = most recent
+	items  map[cacheKey]*list.Element
+	perIno map[uint64]int // entries per inode: writes to uncached files skip the search
 }
 
 type cacheEntry struct {
@@ -29,7 +31,7 @@ type cacheEntry struct {
 }
 
 func newBlockCache(max int) *blockCache {
-	return &blockCache{max: max, lru: list.New(), items: map[cacheKey]*list.Element{}}
+	return &blockCache{max: max, lru: list.New(), items: map[cacheKey]*list.Element{}, perIno: map[uint64]int{}}
 }
 
 func (c *blockCache) get(ino, blk uint64) ([]byte, bool) {
@@ -53,10 +55,36 @@ func (c *blockCache) put(ino, blk uint64, data []byte) {
 		return
 	}
 	c.items[k] = c.lru.PushFront(&cacheEntry{key: k, data: data})
+	c.perIno[ino]++
 	for c.lru.Len() > c.max {
-		e := c.lru.Back()
-		c.lru.Remove(e)
-		delete(c.items, e.Value.(*cacheEntry).key)
+		c.remove(c.lru.Back())
+	}
+}
+
+func (c *blockCache) remove(e *list.Element) {
+	k := e.Value.(*cacheEntry).key
+	c.lru.Remove(e)
+	delete(c.items, k)
+	if c.perIno[k.ino]--; c.perIno[k.ino] <= 0 {
+		delete(c.perIno, k.ino)
+	}
+}
+
+// dropRange forgets blocks first..last of ino.
+func (c *blockCache) dropRange(ino, first, last uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.perIno[ino] == 0 {
+		return
+	}
+	if last-first > uint64(c.perIno[ino]) {
+		c.dropWhere(func(k cacheKey) bool { return k.ino == ino && k.blk >= first && k.blk <= last })
+		return
+	}
+	for b := first; b <= last; b++ {
+		if e, ok := c.items[cacheKey{ino, b}]; ok {
+			c.remove(e)
+		}
 	}
 }
 
@@ -64,11 +92,17 @@ func (c *blockCache) put(ino, blk uint64, data []byte) {
 func (c *blockCache) dropFrom(ino, from uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.perIno[ino] == 0 {
+		return
+	}
+	c.dropWhere(func(k cacheKey) bool { return k.ino == ino && k.blk >= from })
+}
+
+func (c *blockCache) dropWhere(match func(cacheKey) bool) {
 	for e := c.lru.Front(); e != nil; {
 		next := e.Next()
-		if k := e.Value.(*cacheEntry).key; k.ino == ino && k.blk >= from {
-			c.lru.Remove(e)
-			delete(c.items, k)
+		if match(e.Value.(*cacheEntry).key) {
+			c.remove(e)
 		}
 		e = next
 	}

@@ -132,8 +132,12 @@ func (c *counters) snapshot() Counters {
 	return out
 }
 
-// Counters returns the store's current counters.
-func (s *Store) Counters() Counters { return s.counters.snapshot() }
+// Counters returns the store's counters, including every write that has returned (it waits
+// for writes still being committed).
+func (s *Store) Counters() Counters {
+	s.settleAll()
+	return s.counters.snapshot()
+}
 
 type persisted struct {
 	Files, Dirs, Symlinks, Others, Logical, Pending, PendingRaw int64
@@ -254,8 +258,8 @@ func (s *Store) scanCounters() (Delta, error) {
 				return err
 			}
 		}
-		for it.Seek([]byte{tagBlock}); it.ValidForPrefix([]byte{tagBlock}); it.Next() {
-			if err := it.Item().Value(func(v []byte) error { d.addBlock(v, 1); return nil }); err != nil {
+		for it.Seek([]byte{tagGroup}); it.ValidForPrefix([]byte{tagGroup}); it.Next() {
+			if err := it.Item().Value(func(v []byte) error { d.addGroup(v, 1); return nil }); err != nil {
 				return err
 			}
 		}

@@ -62,6 +62,7 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 	add := func(f Finding) { r.Findings = append(r.Findings, f) }
 	inodes := map[uint64]*fsckInode{}
 	var dels [][]byte // keys repair deletes
+	var sets []kv     // keys repair rewrites
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
@@ -246,51 +247,77 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
-		for it.Seek([]byte{tagBlock}); it.ValidForPrefix([]byte{tagBlock}); it.Next() {
+		for it.Seek([]byte{tagGroup}); it.ValidForPrefix([]byte{tagGroup}); it.Next() {
 			k := it.Item().KeyCopy(nil)
-			rec, err := it.Item().ValueCopy(nil)
+			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			ino, blk := decodeU64U64(k)
+			ino, g := decodeU64U64(k)
 			c := inodes[ino]
 			switch {
 			case len(k) != 17:
-				add(Finding{Kind: "orphan-block", Detail: "malformed block key"})
+				add(Finding{Kind: "orphan-block", Detail: "malformed block group key"})
 				dels = append(dels, k)
 				continue
 			case c == nil || !c.n.IsReg():
-				add(Finding{Kind: "orphan-block", Ino: ino, Block: int64(blk), Detail: "block of a missing or non-regular inode"})
-				dels = append(dels, k, pendingKey(ino, blk))
-				continue
-			case blk >= blocksFor(c.n.Size) && !s.hasKey(trimKey(ino)):
-				add(Finding{Kind: "block-past-eof", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("block %d past the end of a %d-byte file", blk, c.n.Size)})
-				dels = append(dels, k, pendingKey(ino, blk))
+				add(Finding{Kind: "orphan-block", Ino: ino, Block: int64(g * GroupBlocks), Detail: "block group of a missing or non-regular inode"})
+				dels = append(dels, k, pendingKey(ino, g), freshKey(ino, g))
 				continue
 			}
-			computed.addBlock(rec, 1)
-			if h, payload, err := codec.ParseHeader(rec); err == nil {
-				if h.Codec == codec.LM && len(payload) >= 4 && !models[binary.BigEndian.Uint32(payload)] {
+			grp, err := parseGroup(v)
+			if err != nil {
+				add(Finding{Kind: "bad-block", Ino: ino, Block: int64(g * GroupBlocks), Path: pathOf(ino), Detail: fmt.Sprintf("blocks %d-%d: %v", g*GroupBlocks, g*GroupBlocks+GroupBlocks-1, err)})
+				computed.addGroup(v, 1)
+				continue
+			}
+			pastEOF := false
+			for slot, rec := range grp {
+				blk := g*GroupBlocks + uint64(slot)
+				if rec == nil {
+					continue
+				}
+				if blk >= blocksFor(c.n.Size) && !s.hasKey(trimKey(ino)) {
+					add(Finding{Kind: "block-past-eof", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("block %d past the end of a %d-byte file", blk, c.n.Size)})
+					grp[slot] = nil
+					pastEOF = true
+					continue
+				}
+				if h, payload, err := codec.ParseHeader(rec); err == nil && h.Codec == codec.LM && len(payload) >= 4 && !models[binary.BigEndian.Uint32(payload)] {
 					add(Finding{Kind: "missing-model", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("model %08x is not in the store", binary.BigEndian.Uint32(payload))})
 				}
-				if h.Flags&codec.FlagPending != 0 && !s.hasKey(pendingKey(ino, blk)) {
-					add(Finding{Kind: "pending-mark", Ino: ino, Block: int64(blk), Detail: "pending block without its marker"})
-				}
+				batch = append(batch, pend{k, rec, ino, blk})
 			}
-			batch = append(batch, pend{k, rec, ino, blk})
-			if len(batch) == 256 {
+			if grp.pending() && !s.hasKey(pendingKey(ino, g)) {
+				add(Finding{Kind: "pending-mark", Ino: ino, Block: int64(g * GroupBlocks), Detail: "pending blocks without their group's marker"})
+				sets = append(sets, kv{pendingKey(ino, g), nil})
+			}
+			if pastEOF {
+				// Repair keeps the group without the blocks past the end.
+				if grp.empty() {
+					dels = append(dels, k, pendingKey(ino, g), freshKey(ino, g))
+				} else {
+					sets = append(sets, kv{k, grp.marshal()})
+				}
+				computed.addGroup(grp.marshal(), 1)
+			} else {
+				computed.addGroup(v, 1)
+			}
+			if len(batch) >= 256 {
 				check()
 			}
 		}
 		if len(batch) > 0 {
 			check()
 		}
-		for it.Seek([]byte{tagPending}); it.ValidForPrefix([]byte{tagPending}); it.Next() {
-			k := it.Item().KeyCopy(nil)
-			ino, blk := decodeU64U64(k)
-			if !s.hasKey(blockKey(ino, blk)) {
-				add(Finding{Kind: "orphan-key", Ino: ino, Block: int64(blk), Detail: fmt.Sprintf("pending marker of missing block %d", blk)})
-				dels = append(dels, k)
+		for _, tag := range []byte{tagPending, tagFresh} {
+			for it.Seek([]byte{tag}); it.ValidForPrefix([]byte{tag}); it.Next() {
+				k := it.Item().KeyCopy(nil)
+				ino, g := decodeU64U64(k)
+				if !s.hasKey(groupKey(ino, g)) {
+					add(Finding{Kind: "orphan-key", Ino: ino, Block: int64(g * GroupBlocks), Detail: fmt.Sprintf("pending mark (%c) of missing block group %d (block %d on)", tag, g, g*GroupBlocks)})
+					dels = append(dels, k)
+				}
 			}
 		}
 		return nil
@@ -307,7 +334,7 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 		add(Finding{Kind: "counters", Detail: fmt.Sprintf("stats counters %s differ from what is stored", a)})
 	}
 	if o.Repair {
-		if err := s.repair(r, inodes, dels, nlinkFix, lost, computed); err != nil {
+		if err := s.repair(r, inodes, dels, sets, nlinkFix, lost, computed); err != nil {
 			return r, err
 		}
 	}
@@ -350,6 +377,9 @@ func (s *Store) markReached(inodes map[uint64]*fsckInode) {
 	}
 }
 
+// kv is a key and the value repair writes to it.
+type kv struct{ k, v []byte }
+
 func (s *Store) hasKey(k []byte) bool {
 	found := false
 	s.db.View(func(txn *badger.Txn) error {
@@ -376,7 +406,7 @@ func countersEqual(c Counters, d Delta) bool {
 }
 
 // repair applies what Fsck can fix without guessing data.
-func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byte, nlinkFix, lost []uint64, computed Delta) error {
+func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byte, sets []kv, nlinkFix, lost []uint64, computed Delta) error {
 	mark := func(kinds ...string) {
 		for i := range r.Findings {
 			for _, k := range kinds {
@@ -401,7 +431,22 @@ func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byt
 		}
 		dels = dels[n:]
 	}
-	mark("orphan-entry", "dangling-entry", "orphan-key", "orphan-block", "block-past-eof")
+	for len(sets) > 0 {
+		n := min(len(sets), 256)
+		chunk := sets[:n]
+		if err := s.update(func(txn *badger.Txn) error {
+			for _, e := range chunk {
+				if err := txn.Set(e.k, e.v); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		sets = sets[n:]
+	}
+	mark("orphan-entry", "dangling-entry", "orphan-key", "orphan-block", "block-past-eof", "pending-mark")
 	if len(lost) > 0 {
 		lf, err := s.Lookup(RootIno, "lost+found")
 		if err != nil {

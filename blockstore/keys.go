@@ -11,10 +11,11 @@ import "encoding/binary"
 //	'd' parent name             directory entry: child ino, mode type, cookie
 //	'e' parent cookie           readdir order: name (cookies are stable readdir offsets)
 //	'x' ino name                extended attribute value
-//	'b' ino block               block record (codec header + payload, see codec/block.go)
-//	'p' ino block               block awaiting the compactor (empty value)
+//	'g' ino group               block group: records of blocks 16*group..16*group+15 (group.go)
+//	'q' ino group               group with blocks awaiting the compactor's recode (empty value)
+//	'w' ino group               group with blocks as written (raw), awaiting the fast pass
 //	'o' ino                     orphan: nlink reached 0; data is purged once no handle is open
-//	't' ino                     truncation in progress: blocks from the value's number on go
+//	't' ino                     truncation in progress: groups from the value's number on go
 //	'M' sha256                  a model file this store has used
 const (
 	tagFormat   = 'F'
@@ -23,8 +24,9 @@ const (
 	tagDirent   = 'd'
 	tagDirOrder = 'e'
 	tagXattr    = 'x'
-	tagBlock    = 'b'
-	tagPending  = 'p'
+	tagGroup    = 'g'
+	tagPending  = 'q'
+	tagFresh    = 'w'
 	tagOrphan   = 'o'
 	tagTrim     = 't'
 	tagModel    = 'M'
@@ -56,8 +58,9 @@ func inodeKey(ino uint64) []byte               { return keyU64(tagInode, ino) }
 func direntKey(parent uint64, n string) []byte { return keyU64Str(tagDirent, parent, n) }
 func dirOrderKey(parent, cookie uint64) []byte { return keyU64U64(tagDirOrder, parent, cookie) }
 func xattrKey(ino uint64, name string) []byte  { return keyU64Str(tagXattr, ino, name) }
-func blockKey(ino, blk uint64) []byte          { return keyU64U64(tagBlock, ino, blk) }
-func pendingKey(ino, blk uint64) []byte        { return keyU64U64(tagPending, ino, blk) }
+func groupKey(ino, g uint64) []byte            { return keyU64U64(tagGroup, ino, g) }
+func pendingKey(ino, g uint64) []byte          { return keyU64U64(tagPending, ino, g) }
+func freshKey(ino, g uint64) []byte            { return keyU64U64(tagFresh, ino, g) }
 func orphanKey(ino uint64) []byte              { return keyU64(tagOrphan, ino) }
 func trimKey(ino uint64) []byte                { return keyU64(tagTrim, ino) }
 func counterKey(name string) []byte            { return append([]byte{tagCounter}, name...) }

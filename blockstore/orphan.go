@@ -73,7 +73,7 @@ func (s *Store) purgeOrphan(ino uint64) error {
 	if err != nil || !isOrphan {
 		return err
 	}
-	if err := s.purgeBlocks(ino, 0); err != nil {
+	if err := s.purgeGroups(ino, 0); err != nil {
 		return err
 	}
 	s.cache.dropFrom(ino, 0)
@@ -103,6 +103,7 @@ func (s *Store) purgeOrphan(ino uint64) error {
 	})
 	if err == nil {
 		s.counters.add(d)
+		s.secX.forget(ino)
 	}
 	return err
 }
@@ -155,7 +156,7 @@ func (s *Store) removeOrphans() error {
 		return err
 	}
 	for _, t := range trims {
-		if err := s.purgeBlocks(t.ino, t.from); err != nil {
+		if err := s.purgeGroups(t.ino, t.from); err != nil {
 			return err
 		}
 		if err := s.update(func(txn *badger.Txn) error { return txn.Delete(trimKey(t.ino)) }); err != nil {

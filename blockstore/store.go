@@ -31,8 +31,16 @@ import (
 	"lmfs/codec"
 )
 
-// FormatVersion is the store format this build writes and the newest it reads.
-const FormatVersion = 1
+// FormatVersion is the store format this build writes and the newest it reads. Format 1
+// (a Badger key per block) is upgraded in place when opened for writing (upgrade.go).
+const FormatVersion = 2
+
+// Badger file sizes: 16 MiB value-log files (value-log GC frees space in steps of one file,
+// and never the file being written: gc.go), 32 MiB memtables.
+const (
+	valueLogFileSize = 16 << 20
+	memTableSize     = 32 << 20
+)
 
 // markerFile sits beside Badger's files; it identifies an lmfs store before Badger opens it,
 // so a foreign or newer directory is refused without being touched.
@@ -66,7 +74,8 @@ type Options struct {
 	ReadOnly bool
 	// SyncWrites makes every transaction durable (slow); the default relies on Sync.
 	SyncWrites bool
-	// FastCodecs code blocks on the write path; nil means the default (S2, raw when larger).
+	// FastCodecs code blocks on the write path; nil (the default) stores them raw, and the
+	// compactor's fast pass codes them soon after (see encodeNew).
 	FastCodecs []codec.Codec
 	// LM decodes LM blocks; nil when no model is loaded.
 	LM codec.LMDecoder
@@ -83,8 +92,11 @@ type Store struct {
 	log    *slog.Logger
 	format Format
 
+	prealloc *preallocator // allocates Badger's new files (prealloc.go)
 	counters *counters
 	locks    inodeLocks
+	secX     secXattrs                             // inodes with security.* xattrs (xattr.go)
+	queues   [len(inodeLocks{}.stripes)]writeQueue // writes waiting for each lock stripe (data.go)
 	cache    *blockCache
 
 	lmDec atomic.Pointer[lmHolder] // decoder of LM blocks (replaced when models are loaded)
@@ -99,7 +111,8 @@ type Store struct {
 
 	mu        sync.Mutex
 	compactor *compactor
-	opens     map[uint64]int // open file handles per inode (for unlinked-while-open files)
+	opens     map[uint64]int   // open file handles per inode (for unlinked-while-open files)
+	writeErrs map[uint64]error // writes that failed after they were accepted (data.go)
 	closed    bool
 	nextMu    sync.Mutex
 	next      uint64 // next inode number to hand out
@@ -109,10 +122,6 @@ type Store struct {
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	if len(opts.FastCodecs) == 0 {
-		// S2 costs little on the write path; the compactor recodes every block afterwards.
-		opts.FastCodecs = []codec.Codec{codec.S2Codec}
 	}
 	if opts.CacheBlocks == 0 {
 		opts.CacheBlocks = 4096
@@ -126,6 +135,13 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
 	}
+	var pre *preallocator
+	if !opts.ReadOnly {
+		// Value-log files only (the WAL gets keys and pointers: little to gain), and only the
+		// size Badger fills before it moves on (it maps twice that): space taken ahead stays
+		// within the free-space reserve (space.go).
+		pre = startPrealloc(dir, map[string]int64{".vlog": valueLogFileSize + 1<<20})
+	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // block records are already compressed
@@ -136,8 +152,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithValueThreshold(64).
 		WithNumVersionsToKeep(1).
 		WithReadOnly(opts.ReadOnly).
-		WithMemTableSize(32 << 20).
-		WithValueLogFileSize(16 << 20). // small files: GC frees space in small steps, and never the file being written (gc.go)
+		WithMemTableSize(memTableSize).
+		WithValueLogFileSize(valueLogFileSize). // small files: GC frees space in small steps, and never the file being written (gc.go)
 		WithNumCompactors(2).
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
@@ -148,6 +164,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithChecksumVerificationMode(options.OnTableRead)
 	db, err := badger.Open(bo)
 	if err != nil {
+		pre.stop()
 		if created {
 			os.Remove(filepath.Join(dir, markerFile))
 		}
@@ -160,13 +177,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		// From here on the store is in use: a crash leaves no marker (see vlogcheck.go).
 		os.Remove(filepath.Join(dir, closedMarker))
 	}
-	s := &Store{dir: dir, db: db, opts: opts, log: opts.Logger, opens: map[uint64]int{}}
+	s := &Store{dir: dir, db: db, prealloc: pre, opts: opts, log: opts.Logger, opens: map[uint64]int{}, writeErrs: map[uint64]error{}}
 	if !opts.ReadOnly {
 		s.space = spaceGuard{dir: dir, reserve: spaceReserve(bo)}
 	}
 	s.cache = newBlockCache(opts.CacheBlocks)
 	if err := s.init(created); err != nil {
 		db.Close()
+		pre.stop()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	if !opts.ReadOnly {
@@ -234,11 +252,14 @@ func checkDir(dir string, opts Options) (bool, error) {
 	if opts.ReadOnly {
 		return false, fmt.Errorf("open store %s: %w (empty directory)", dir, ErrNotStore)
 	}
-	text := fmt.Sprintf("lmfs store format %d\nblock size %d\n", FormatVersion, codec.BlockSize)
-	if err := os.WriteFile(filepath.Join(dir, markerFile), []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, markerFile), []byte(markerText()), 0o600); err != nil {
 		return false, fmt.Errorf("create store: %w", err)
 	}
 	return true, nil
+}
+
+func markerText() string {
+	return fmt.Sprintf("lmfs store format %d\nblock size %d\n", FormatVersion, codec.BlockSize)
 }
 
 // init writes a new store's format record and root, or checks an existing one's, then loads
@@ -288,6 +309,15 @@ func (s *Store) init(created bool) error {
 		return fmt.Errorf("%w (format %d, this lmfs reads up to %d)", ErrNewerFormat, s.format.Version, FormatVersion)
 	case s.format.BlockSize != codec.BlockSize:
 		return fmt.Errorf("store block size %d is not supported (this lmfs uses %d)", s.format.BlockSize, codec.BlockSize)
+	case s.format.Version < FormatVersion && s.opts.ReadOnly:
+		return fmt.Errorf("store format %d must be upgraded first: mount it (or run lmfs fsck --repair) with this lmfs", s.format.Version)
+	case s.format.Version < FormatVersion:
+		if err := s.upgradeV1(); err != nil {
+			return err
+		}
+	}
+	if err := s.loadSecXattrs(); err != nil {
+		return err
 	}
 	return s.loadCounters()
 }
@@ -301,6 +331,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.settleAll() // writes accepted but not yet committed land first
 	s.StopCompactor()
 	s.stopGC()
 	var err error
@@ -310,6 +341,7 @@ func (s *Store) Close() error {
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
 	}
+	s.prealloc.stop()
 	if err == nil && !s.opts.ReadOnly {
 		err = os.WriteFile(filepath.Join(s.dir, closedMarker), nil, 0o600)
 	}
@@ -321,6 +353,7 @@ func (s *Store) Sync() error {
 	if s.opts.ReadOnly {
 		return nil
 	}
+	s.settleAll()
 	if err := s.saveCounters(false); err != nil {
 		return err
 	}

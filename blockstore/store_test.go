@@ -246,15 +246,19 @@ func TestCorruptBlockIsEIO(t *testing.T) {
 	data := bytes.Repeat([]byte("abcdefgh"), 1024)
 	s.WriteAt(ino, data, 0)
 	// Flip one payload byte of block 1 behind the store's back.
-	key := blockKey(ino, 1)
+	key, slot := GroupKey(ino, 1)
 	txn := s.db.NewTransaction(true)
 	item, err := txn.Get(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := item.ValueCopy(nil)
+	v, _ := item.ValueCopy(nil)
+	rec, err := GroupRecord(v, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rec[codec.HeaderSize+(len(rec)-codec.HeaderSize)/2] ^= 0x40 // mid-payload: trailing padding bits may not matter
-	txn.Set(key, rec)
+	txn.Set(key, v)
 	if err := txn.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,10 @@
 package blockstore
 
 import (
+	"encoding/binary"
 	"errors"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,8 +19,63 @@ const (
 
 const maxXattrSize = 64 << 10
 
+// The kernel asks for security.capability before every write(2) (to drop file capabilities
+// when a file changes). A Badger read waits for the writes still being committed, which would
+// put a commit's whole latency between two writes of one file; so the store keeps in memory
+// which inodes have security.* attributes at all (rare) and answers the others at once.
+const securityPrefix = "security."
+
+// secXattrs counts the security.* attributes of the inodes that have any.
+type secXattrs struct {
+	mu sync.Mutex
+	n  map[uint64]int
+}
+
+func (x *secXattrs) has(ino uint64) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.n[ino] > 0
+}
+
+func (x *secXattrs) add(ino uint64, d int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.n == nil {
+		x.n = map[uint64]int{}
+	}
+	if x.n[ino] += d; x.n[ino] <= 0 {
+		delete(x.n, ino)
+	}
+}
+
+func (x *secXattrs) forget(ino uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.n, ino)
+}
+
+// loadSecXattrs finds the inodes with security.* attributes (keys only: cheap at open).
+func (s *Store) loadSecXattrs() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.PrefetchValues = false
+		o.Prefix = []byte{tagXattr}
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Seek(o.Prefix); it.ValidForPrefix(o.Prefix); it.Next() {
+			if k := it.Item().Key(); len(k) > 9 && strings.HasPrefix(string(k[9:]), securityPrefix) {
+				s.secX.add(binary.BigEndian.Uint64(k[1:9]), 1)
+			}
+		}
+		return nil
+	})
+}
+
 // GetXattr returns the value of attribute name of ino (ENODATA if absent).
 func (s *Store) GetXattr(ino uint64, name string) ([]byte, error) {
+	if strings.HasPrefix(name, securityPrefix) && !s.secX.has(ino) {
+		return nil, syscall.ENODATA
+	}
 	var v []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		if _, err := getInode(txn, ino); err != nil {
@@ -47,13 +105,14 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 	if err := s.reserveSpace(int64(len(name) + len(value) + 64)); err != nil {
 		return err
 	}
-	return s.update(func(txn *badger.Txn) error {
+	exists := false
+	err := s.update(func(txn *badger.Txn) error {
 		n, err := getInode(txn, ino)
 		if err != nil {
 			return err
 		}
 		_, err = txn.Get(xattrKey(ino, name))
-		exists := err == nil
+		exists = err == nil
 		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
@@ -69,6 +128,10 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 		}
 		return txn.Set(xattrKey(ino, name), append([]byte(nil), value...))
 	})
+	if err == nil && !exists && strings.HasPrefix(name, securityPrefix) {
+		s.secX.add(ino, 1)
+	}
+	return err
 }
 
 // ListXattr returns the attribute names of ino.
@@ -94,7 +157,7 @@ func (s *Store) ListXattr(ino uint64) ([]string, error) {
 
 // RemoveXattr deletes attribute name of ino (ENODATA if absent).
 func (s *Store) RemoveXattr(ino uint64, name string) error {
-	return s.update(func(txn *badger.Txn) error {
+	err := s.update(func(txn *badger.Txn) error {
 		n, err := getInode(txn, ino)
 		if err != nil {
 			return err
@@ -110,4 +173,8 @@ func (s *Store) RemoveXattr(ino uint64, name string) error {
 		}
 		return txn.Delete(xattrKey(ino, name))
 	})
+	if err == nil && strings.HasPrefix(name, securityPrefix) {
+		s.secX.add(ino, -1)
+	}
+	return err
 }

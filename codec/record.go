@@ -37,6 +37,14 @@ func Encode(dst, raw []byte, flags uint8, codecs ...Codec) []byte {
 	return dst
 }
 
+// RawRecord turns rec, HeaderSize free bytes followed by the raw bytes, into a Raw record in
+// place (the write path builds records without copying the data again).
+func RawRecord(rec []byte, flags uint8) []byte {
+	raw := rec[HeaderSize:]
+	appendHeader(rec[:0], Raw, flags, raw)
+	return rec
+}
+
 // EncodeWith returns a record for raw whose payload was already produced by codec id.
 func EncodeWith(dst []byte, id ID, flags uint8, raw, payload []byte) []byte {
 	dst = appendHeader(dst, id, flags, raw)

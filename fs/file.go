@@ -10,8 +10,10 @@ import (
 	"lmfs/blockstore"
 )
 
-// handle is an open regular file. Data is not buffered here: every write is committed to the
-// store before it returns (concurrent handles of one file always agree).
+// handle is an open regular file. Data is not buffered here: the store orders every write
+// before any later operation on the file (concurrent handles of one file always agree), and
+// commits it behind the reply (blockstore.WriteAt); close and fsync report a write that failed
+// after it was accepted.
 type handle struct {
 	fs  *FS
 	ino uint64
@@ -72,10 +74,12 @@ func (h *handle) logBlockError(err error) {
 	}
 }
 
-func (h *handle) Flush(ctx context.Context) syscall.Errno { return 0 }
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	return h.fs.errno("close", h.fs.store.FlushFile(h.ino))
+}
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.fs.errno("fsync", h.fs.store.Sync())
+	return h.fs.errno("fsync", h.fs.store.SyncFile(h.ino))
 }
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {

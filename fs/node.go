@@ -240,5 +240,5 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 }
 
 func (n *node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
-	return n.fs.errno("fsync", n.fs.store.Sync())
+	return n.fs.errno("fsync", n.fs.store.SyncFile(n.ino()))
 }

@@ -1,10 +1,13 @@
 package test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"lmfs/blockstore"
 )
 
 // oneLineError checks a failed command: non-zero exit, exactly one non-empty line on stderr
@@ -142,10 +145,11 @@ func TestCLIErrors(t *testing.T) {
 	t.Run("NewerFormat", func(t *testing.T) {
 		marker := filepath.Join(store, "LMFS")
 		orig := readFile(t, marker)
-		if !strings.HasPrefix(string(orig), "lmfs store format 1\n") {
+		current := fmt.Sprintf("lmfs store format %d\n", blockstore.FormatVersion)
+		if !strings.HasPrefix(string(orig), current) {
 			t.Fatalf("unexpected marker %q", orig)
 		}
-		newer := strings.Replace(string(orig), "format 1\n", "format 999\n", 1)
+		newer := strings.Replace(string(orig), current, "lmfs store format 999\n", 1)
 		writeFile(t, marker, []byte(newer))
 		defer writeFile(t, marker, orig)
 		before := dirState(t, store, "lmfs.log")
@@ -197,7 +201,7 @@ func TestCLIErrors(t *testing.T) {
 				t.Errorf("lmfs %v printed nothing", args)
 			}
 		}
-		if v := mustLmfs(t, "version"); !strings.Contains(v, "format 1") {
+		if v := mustLmfs(t, "version"); !strings.Contains(v, fmt.Sprintf("format %d", blockstore.FormatVersion)) {
 			t.Errorf("version: %q", v)
 		}
 	})

@@ -2,7 +2,7 @@ package test
 
 import (
 	"bytes"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"lmfs/blockstore"
 )
 
 // openBadger opens an unmounted store's database directly, with the store's own settings.
@@ -26,32 +28,62 @@ func openBadger(t *testing.T, store string) *badger.DB {
 	return db
 }
 
-func blockKeyOf(ino, blk uint64) []byte {
-	k := make([]byte, 17)
-	k[0] = 'b'
-	binary.BigEndian.PutUint64(k[1:], ino)
-	binary.BigEndian.PutUint64(k[9:], blk)
-	return k
+// getBlock returns the stored record of block blk of ino (nil for a hole).
+func getBlock(t *testing.T, db *badger.DB, ino, blk uint64) []byte {
+	t.Helper()
+	key, slot := blockstore.GroupKey(ino, blk)
+	var rec []byte
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return fmt.Errorf("block %d of inode %d: %w", blk, ino, err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		rec, err = blockstore.GroupRecord(v, slot)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// setBlock stores rec as the record of block blk of ino, behind the store's back.
+func setBlock(t *testing.T, db *badger.DB, ino, blk uint64, rec []byte) {
+	t.Helper()
+	key, slot := blockstore.GroupKey(ino, blk)
+	err := db.Update(func(txn *badger.Txn) error {
+		var v []byte
+		if item, err := txn.Get(key); err == nil {
+			if v, err = item.ValueCopy(nil); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		nv, err := blockstore.SetGroupRecord(v, slot, rec)
+		if err != nil {
+			return err
+		}
+		return txn.Set(key, nv)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // corruptBlock changes the record of block blk of ino with change.
 func corruptBlock(t *testing.T, db *badger.DB, ino, blk uint64, change func(rec []byte)) {
 	t.Helper()
-	err := db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(blockKeyOf(ino, blk))
-		if err != nil {
-			return fmt.Errorf("block %d of inode %d: %w", blk, ino, err)
-		}
-		rec, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		change(rec)
-		return txn.Set(blockKeyOf(ino, blk), rec)
-	})
-	if err != nil {
-		t.Fatal(err)
+	rec := getBlock(t, db, ino, blk)
+	if rec == nil {
+		t.Fatalf("block %d of inode %d is a hole", blk, ino)
 	}
+	change(rec)
+	setBlock(t, db, ino, blk, rec)
 }
 
 // preadDirect reads n bytes at off with O_DIRECT (one FUSE READ, no page cache sharing a

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/blockstore"
 )
 
 // fsckFinding and fsckJSON are `lmfs fsck --json`.
@@ -181,7 +183,7 @@ func makeFsckBase(t *testing.T) fsckBase {
 	defer db.Close()
 	found := false
 	for blk := uint64(0); blk < 24 && !found; blk++ {
-		rec := getKey(t, db, blockKeyOf(base.inoLM, blk))
+		rec := getBlock(t, db, base.inoLM, blk)
 		if rec[0] == 6 { // codec lm
 			base.lmBlock, base.lmRecordBefore, found = blk, rec, true
 		}
@@ -269,18 +271,18 @@ func TestFsckFindsFaults(t *testing.T) {
 		{
 			name: "orphan block", kind: "orphan-block", repair: true,
 			inject: func(t *testing.T, db *badger.DB) {
-				setKeys(t, db, blockKeyOf(ghostIno, 3), getKey(t, db, blockKeyOf(base.inoA, 0)))
+				setBlock(t, db, ghostIno, 35, getBlock(t, db, base.inoA, 0))
 			},
 			check: func(t *testing.T, f fsckFinding) {
-				if f.Ino != ghostIno || f.Block != 3 {
-					t.Errorf("orphan-block finding names inode %d block %d, want inode %d block 3", f.Ino, f.Block, ghostIno)
+				if f.Ino != ghostIno || f.Block != 32 {
+					t.Errorf("orphan-block finding names inode %d block %d, want inode %d block 32 (its group's first)", f.Ino, f.Block, ghostIno)
 				}
 			},
 		},
 		{
 			name: "block past EOF", kind: "block-past-eof", repair: true,
 			inject: func(t *testing.T, db *badger.DB) {
-				setKeys(t, db, blockKeyOf(base.inoA, 40), getKey(t, db, blockKeyOf(base.inoA, 0)))
+				setBlock(t, db, base.inoA, 40, getBlock(t, db, base.inoA, 0))
 			},
 			check: func(t *testing.T, f fsckFinding) {
 				if f.Path != "/a" || f.Block != 40 {
@@ -291,11 +293,11 @@ func TestFsckFindsFaults(t *testing.T) {
 		{
 			name: "pending marker without block", kind: "orphan-key", repair: true,
 			inject: func(t *testing.T, db *badger.DB) {
-				setKeys(t, db, keyU64U64Of('p', base.inoA, 30), []byte{})
+				setKeys(t, db, keyU64U64Of('q', base.inoA, 30), []byte{}) // block group 30: blocks 480-495
 			},
 			check: func(t *testing.T, f fsckFinding) {
-				if f.Ino != base.inoA || f.Block != 30 || !strings.Contains(f.Detail, "pending") {
-					t.Errorf("finding %+v does not name the pending marker of inode %d block 30", f, base.inoA)
+				if f.Ino != base.inoA || f.Block != 480 || !strings.Contains(f.Detail, "pending") {
+					t.Errorf("finding %+v does not name the pending marker of inode %d block group 30 (block 480)", f, base.inoA)
 				}
 			},
 		},
@@ -390,9 +392,9 @@ func TestFsckFindsFaults(t *testing.T) {
 			if !f.repair {
 				// Reported, never zeroed or dropped: the damaged record is still stored.
 				db := openBadger(t, store)
-				k := blockKeyOf(base.inoA, 1)
+				k, _ := blockstore.GroupKey(base.inoA, 1)
 				if f.kind == "missing-model" {
-					k = blockKeyOf(base.inoLM, base.lmBlock)
+					k, _ = blockstore.GroupKey(base.inoLM, base.lmBlock)
 				}
 				if !hasKeyIn(t, db, k) {
 					t.Errorf("fsck --repair deleted the damaged block record")

@@ -42,6 +42,7 @@ func serveControl(st *blockstore.Store, extra func() map[string]any) (func(), er
 	// Profiles of the running mount, for performance work: go tool pprof over the socket.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	return func() {

@@ -1,0 +1,153 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/codec"
+)
+
+// Format 1 stored one Badger key per block ('b' ino block: the record; 'p' ino block: pending
+// mark; 't' ino: first block a truncation still had to delete). Format 2 stores block groups
+// (group.go). upgradeV1 converts a format-1 store in place when it is opened for writing: every
+// record is kept byte for byte, only regrouped. Each group is converted in one transaction
+// (its new value written, its old keys deleted), so a crash midway leaves a store that still
+// says format 1 and whose next open finishes the job.
+
+const (
+	tagBlockV1   = 'b'
+	tagPendingV1 = 'p'
+)
+
+// upgradeBatch bounds the records one conversion transaction carries.
+const upgradeBatch = 1024
+
+func (s *Store) upgradeV1() error {
+	s.log.Warn("upgrading store from format 1 to format 2 (block groups)", "store", s.dir)
+	trims := map[uint64]uint64{} // ino -> first block a truncation left to delete
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Seek([]byte{tagTrim}); it.ValidForPrefix([]byte{tagTrim}); it.Next() {
+			k := it.Item().Key()
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(k) == 9 && len(v) == 8 {
+				trims[binary.BigEndian.Uint64(k[1:])] = binary.BigEndian.Uint64(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for {
+		done, err := s.upgradeSome(trims)
+		if err != nil {
+			return fmt.Errorf("upgrade from format 1: %w", err)
+		}
+		if done {
+			break
+		}
+	}
+	// Leftovers: pending marks of blocks that are gone, finished truncations; then the format.
+	s.format.Version = FormatVersion
+	fb, _ := json.Marshal(s.format)
+	err = s.update(func(txn *badger.Txn) error {
+		for _, tag := range []byte{tagPendingV1, tagTrim} {
+			if err := deletePrefix(txn, []byte{tag}); err != nil {
+				return err
+			}
+		}
+		return txn.Set([]byte{tagFormat}, fb)
+	})
+	if err != nil {
+		return fmt.Errorf("upgrade from format 1: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.dir, markerFile), []byte(markerText()), 0o600)
+}
+
+// upgradeSome converts the next whole groups of format-1 records; done when none is left.
+func (s *Store) upgradeSome(trims map[uint64]uint64) (bool, error) {
+	type gkey struct{ ino, g uint64 }
+	var order []gkey
+	groups := map[gkey]*group{}
+	var olds [][]byte // the format-1 keys converted
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		var last gkey
+		for it.Seek([]byte{tagBlockV1}); it.ValidForPrefix([]byte{tagBlockV1}); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			if len(k) != 17 {
+				olds = append(olds, k) // malformed: nothing to keep
+				continue
+			}
+			ino, blk := decodeU64U64(k)
+			g, slot := groupOf(blk)
+			key := gkey{ino, g}
+			if len(olds) >= upgradeBatch && key != last {
+				break // whole groups only
+			}
+			last = key
+			olds = append(olds, k, keyU64U64(tagPendingV1, ino, blk))
+			if from, ok := trims[ino]; ok && blk >= from {
+				continue // a truncation had cut it off
+			}
+			rec, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			grp := groups[key]
+			if grp == nil {
+				grp = &group{}
+				groups[key] = grp
+				order = append(order, key)
+			}
+			grp[slot] = rec
+		}
+		return nil
+	})
+	if err != nil || len(olds) == 0 {
+		return len(olds) == 0, err
+	}
+	err = s.update(func(txn *badger.Txn) error {
+		for _, k := range olds {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, key := range order {
+			grp := groups[key]
+			if err := txn.Set(groupKey(key.ino, key.g), grp.marshal()); err != nil {
+				return err
+			}
+			if !grp.pending() {
+				continue
+			}
+			if err := txn.Set(pendingKey(key.ino, key.g), nil); err != nil {
+				return err
+			}
+			for _, r := range grp {
+				if r != nil && r[0] == byte(codec.Raw) && r[1]&codec.FlagPending != 0 {
+					if err := txn.Set(freshKey(key.ino, key.g), nil); err != nil {
+						return err
+					}
+					break
+				}
+			}
+		}
+		return nil
+	})
+	return false, err
+}
