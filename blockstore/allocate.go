@@ -15,6 +15,7 @@ func (s *Store) Allocate(ino, size uint64) (Inode, error) {
 	l := s.locks.of(ino)
 	l.Lock()
 	defer l.Unlock()
+	s.settle(ino)
 	now := time.Now().UnixNano()
 	var n Inode
 	var d Delta

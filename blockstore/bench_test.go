@@ -24,10 +24,11 @@ func BenchmarkWriteSequential(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for off := 0; off < len(data); off += 1 << 20 {
-			if _, err := s.WriteAt(ino.Ino, data[off:off+1<<20], uint64(off)); err != nil {
+			if err := s.WriteAt(ino.Ino, data[off:off+1<<20], uint64(off)); err != nil {
 				b.Fatal(err)
 			}
 		}
+		s.settleAll() // until the last write has landed
 	}
 }
 

@@ -3,6 +3,7 @@ package blockstore
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 )
 
 // inodeLocks serialize data operations per inode (striped: two inodes may share a stripe, so
@@ -23,7 +24,14 @@ type blockCache struct {
 	lru    *list.List // of *cacheEntry, front = most recent
 	items  map[cacheKey]*list.Element
 	perIno map[uint64]int // entries per inode: writes to uncached files skip the search
+	// gen counts invalidations. Writes land behind the inode's lock (data.go), so a read may
+	// decode a block from a snapshot older than a write that lands meanwhile: it puts the
+	// block only if no invalidation happened since it took its snapshot.
+	gen atomic.Uint64
 }
+
+// generation is taken before a read's transaction starts; see put.
+func (c *blockCache) generation() uint64 { return c.gen.Load() }
 
 type cacheEntry struct {
 	key  cacheKey
@@ -44,10 +52,15 @@ func (c *blockCache) get(ino, blk uint64) ([]byte, bool) {
 	return nil, false
 }
 
-// put stores data (which the cache owns from now on; nil means a hole).
-func (c *blockCache) put(ino, blk uint64, data []byte) {
+// put stores data (which the cache owns from now on; nil means a hole) decoded by a read that
+// took generation gen before its transaction; nothing is stored if blocks were invalidated
+// since.
+func (c *blockCache) put(ino, blk uint64, data []byte, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
 	k := cacheKey{ino, blk}
 	if e, ok := c.items[k]; ok {
 		e.Value.(*cacheEntry).data = data
@@ -74,6 +87,7 @@ func (c *blockCache) remove(e *list.Element) {
 func (c *blockCache) dropRange(ino, first, last uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen.Add(1)
 	if c.perIno[ino] == 0 {
 		return
 	}
@@ -92,6 +106,7 @@ func (c *blockCache) dropRange(ino, first, last uint64) {
 func (c *blockCache) dropFrom(ino, from uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen.Add(1)
 	if c.perIno[ino] == 0 {
 		return
 	}

@@ -73,14 +73,16 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 	l := s.locks.of(ino)
 	l.RLock()
 	defer l.RUnlock()
+	s.settle(ino)
 	n := 0
+	gen := s.cache.generation()
 	err := s.db.View(func(txn *badger.Txn) error {
 		f, err := getFile(txn, ino)
 		if err != nil || off >= f.Size || len(dst) == 0 {
 			return err
 		}
 		n = int(min(f.Size, off+uint64(len(dst))) - off)
-		return s.readRange(txn, ino, dst[:n], off)
+		return s.readRange(txn, ino, dst[:n], off, gen)
 	})
 	if err != nil {
 		return 0, err
@@ -91,7 +93,7 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 // readRange fills dst with the file's bytes at off (all inside the file), decoding only the
 // blocks it covers: classical records straight from the value log, LM records in one batch
 // (one model call per step for all of them) and through the cache. Call with the inode's lock.
-func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64) error {
+func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, gen uint64) error {
 	end := off + uint64(len(dst))
 	first, last := blockRange(off, uint64(len(dst)))
 	// part is the piece of dst block b covers and where in the block it starts.
@@ -163,7 +165,7 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64) e
 		}
 		out, at := part(r.blk)
 		fill(out, dec[i], at)
-		s.cache.put(ino, r.blk, dec[i])
+		s.cache.put(ino, r.blk, dec[i], gen)
 	}
 	return nil
 }
@@ -178,8 +180,8 @@ func fill(out, data []byte, at uint64) {
 }
 
 // blockAt returns the content of block blk of ino (nil for a hole). The result may be shared
-// with the cache: never modify it. Call with the inode's lock.
-func (s *Store) blockAt(txn *badger.Txn, ino, blk uint64) ([]byte, error) {
+// with the cache: never modify it. Call with the inode's lock; gen as for blockCache.put.
+func (s *Store) blockAt(txn *badger.Txn, ino, blk uint64, gen uint64) ([]byte, error) {
 	if data, ok := s.cache.get(ino, blk); ok {
 		return data, nil
 	}
@@ -208,37 +210,39 @@ func (s *Store) blockAt(txn *badger.Txn, ino, blk uint64) ([]byte, error) {
 		return nil, s.blockError(ino, blk, errs[0])
 	}
 	if rec[0] == byte(codec.LM) {
-		s.cache.put(ino, blk, dec[0])
+		s.cache.put(ino, blk, dec[0], gen)
 	}
 	return dec[0], nil
 }
 
 // WriteAt writes data to file ino at off, growing the file as needed.
 //
-// Writes are committed behind: WriteAt returns once its transaction is queued to Badger, and
-// the inode's lock stays held until the commit has landed (released by the commit's callback).
-// So the next operation on the file waits for it (and any new transaction sees it: Badger
-// starts reads only after every queued commit is applied), while the caller already prepares
-// its next request: the commit of one write overlaps the transfer of the next. A commit that
-// fails after WriteAt returned is reported by the next WriteAt, FlushFile or SyncFile of the
-// file (as a page cache reports writeback errors at fsync and close).
-func (s *Store) WriteAt(ino uint64, data []byte, off uint64) (Inode, error) {
-	var n Inode
+// Writes are committed behind, as a page cache writes back: WriteAt builds the new block
+// records, queues them and returns; a committer per inode-lock stripe commits everything
+// queued in one transaction (group commit), then the next batch. Every operation that reads
+// a file's data or attributes first waits until the writes queued before it have landed
+// (settle), so readers see each write that returned. A commit that fails after WriteAt
+// returned is reported by the file's next WriteAt, FlushFile (close) or SyncFile (fsync).
+//
+// Why: a Badger commit of 1 MiB takes a millisecond or two (value-log copy, memtable, the
+// round trips through its write goroutine). Committing each FUSE request before answering it
+// left the writer waiting for every one; behind, the next requests arrive while one lands and
+// go into the next commit together.
+func (s *Store) WriteAt(ino uint64, data []byte, off uint64) error {
 	if err := s.writeErr(ino, false); err != nil {
-		return n, err
+		return err
 	}
 	for len(data) > 0 {
 		if err := s.reserveSpace(int64(min(len(data), maxWriteChunk))); err != nil {
-			return n, err // disk (nearly) full: see space.go
+			return err // disk (nearly) full: see space.go
 		}
 		k := min(len(data), maxWriteChunk-int(off%bs))
-		var err error
-		if n, err = s.writeChunk(ino, data[:k], off); err != nil {
-			return n, err
+		if err := s.writeChunk(ino, data[:k], off); err != nil {
+			return err
 		}
 		data, off = data[k:], off+uint64(k)
 	}
-	return n, nil
+	return nil
 }
 
 // newBlock is one block's new record (nil: the block is a hole) and its bytes.
@@ -248,53 +252,46 @@ type newBlock struct {
 	raw []byte
 }
 
-// writeReq is one write waiting to be committed (see writeChunk).
+// writeReq is one write waiting to be committed.
 type writeReq struct {
 	ino    uint64
-	data   []byte
-	off    uint64
-	blocks []newBlock // one per block covered; whole blocks are built before queueing
-	n      Inode      // the inode after the write
-	err    error
-	done   chan struct{} // closed once the write is accepted (queued to Badger) or failed
+	end    uint64     // the file is at least this long after the write
+	blocks []newBlock // in block order
+	mtime  int64      // when the write was made
+	bytes  int
+	seq    uint64 // position in its queue
 }
 
-// writeQueue holds the writes waiting for one stripe of the inode locks.
+// writeQueue holds the writes of one inode-lock stripe not yet landed.
 type writeQueue struct {
 	mu     sync.Mutex
+	cond   sync.Cond // broadcast when a batch is taken or lands
 	reqs   []*writeReq
-	active bool // a committer is running for this stripe
+	bytes  int    // bytes queued, not yet taken
+	active bool   // the committer goroutine runs
+	queued uint64 // sequence number of the last write queued
+	landed uint64 // every write up to this sequence number has landed (or failed)
 }
 
-// take removes the next batch from the queue.
-func (q *writeQueue) take() []*writeReq {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var batch []*writeReq
-	size := 0
-	for len(q.reqs) > 0 && (len(batch) == 0 || size+len(q.reqs[0].data) <= maxBatch) {
-		size += len(q.reqs[0].data)
-		batch = append(batch, q.reqs[0])
-		q.reqs = q.reqs[1:]
-	}
-	return batch
-}
+// maxBatch bounds the bytes one commit carries; maxQueued the bytes a stripe may hold queued
+// before its writers wait (memory written but not yet committed).
+const (
+	maxBatch  = 8 << 20
+	maxQueued = 32 << 20
+)
 
-// maxBatch bounds the bytes one commit of queued writes carries.
-const maxBatch = 8 << 20
+func (s *Store) queueOf(ino uint64) *writeQueue { return &s.queues[ino%uint64(len(s.queues))] }
 
-// writeChunk writes up to maxWriteChunk bytes. Writes queue per inode-lock stripe; one
-// committer per stripe takes everything queued into one transaction (group commit) and, once
-// that commit has landed, the next batch. The kernel sends many writes of one file at once
-// (write-back cache, up to MaxBackground), and each Badger commit costs a round trip through
-// its write goroutine, so commits of several MiB keep the value log streaming instead of
-// waiting on each 1 MiB request. A write returns when its batch is queued to Badger.
-func (s *Store) writeChunk(ino uint64, data []byte, off uint64) (Inode, error) {
+// writeChunk builds the records of a write of up to maxWriteChunk bytes and queues them.
+// Writes of whole blocks need nothing from the store and queue under the inode's shared lock
+// (they may run side by side). A write that covers part of a block needs the block's current
+// bytes: it takes the lock exclusively, waits for the queued writes to land, reads, and only
+// then queues, so two partial writes of one block never build on the same old bytes, and a
+// damaged block fails this write (EIO), not a later one.
+func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 	first, last := blockRange(off, uint64(len(data)))
-	req := &writeReq{ino: ino, data: data, off: off, blocks: make([]newBlock, last-first+1), done: make(chan struct{})}
 	end := off + uint64(len(data))
-	// Blocks the write covers whole are built before taking the lock (meanwhile the previous
-	// commit lands); partly covered ones need the old bytes, read under the lock.
+	req := &writeReq{ino: ino, end: end, blocks: make([]newBlock, last-first+1), mtime: time.Now().UnixNano(), bytes: len(data)}
 	for b := first; b <= last; b++ {
 		req.blocks[b-first].blk = b
 		if bstart := b * bs; off <= bstart && bstart+bs <= end {
@@ -304,204 +301,235 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) (Inode, error) {
 			req.blocks[b-first] = newBlock{blk: b, rec: s.encodeNew(rec), raw: raw}
 		}
 	}
-	q := &s.queues[ino%uint64(len(s.queues))]
-	q.mu.Lock()
-	q.reqs = append(q.reqs, req)
-	leader := !q.active
-	q.active = true
-	q.mu.Unlock()
-	if leader {
-		l := s.locks.of(ino)
-		l.Lock()
-		s.commitWrites(q, l, q.take())
+	l := s.locks.of(ino)
+	if off%bs == 0 && end%bs == 0 {
+		l.RLock()
+		defer l.RUnlock()
+		s.enqueue(req)
+		return nil
 	}
-	<-req.done
-	return req.n, req.err
-}
-
-// nextBatch runs after a batch of q has landed (or failed): it releases the lock and, if
-// more writes are queued, takes the lock again and commits them; otherwise the stripe has
-// no committer until the next write.
-func (s *Store) nextBatch(q *writeQueue, l *sync.RWMutex) {
-	l.Unlock() // readers, truncates and fsyncs waiting for the lock get their turn
-	q.mu.Lock()
-	if len(q.reqs) == 0 {
-		q.active = false
-		q.mu.Unlock()
-		return
-	}
-	q.mu.Unlock()
 	l.Lock()
-	s.commitWrites(q, l, q.take())
-}
-
-// commitWrites commits a batch of queued writes (in queue order) in one transaction; l is
-// held until the commit has landed (then nextBatch). Each write's done channel is closed when
-// it is accepted or has failed.
-
-func (s *Store) commitWrites(q *writeQueue, l *sync.RWMutex, batch []*writeReq) {
-	type key struct{ ino, blk uint64 }
-	overlay := map[key][]byte{} // bytes of blocks written earlier in the batch (nil: hole)
-	final := map[key]newBlock{}
-	inodes := map[uint64]*Inode{}
-	var inos []uint64
-	var accepted []*writeReq
-	finish := func() {
-		for _, r := range batch {
-			close(r.done)
-		}
-	}
-	// Each write's partly covered blocks, against the store and the writes before it.
+	defer l.Unlock()
+	s.settle(ino)
+	gen := s.cache.generation()
 	err := s.db.View(func(txn *badger.Txn) error {
-		for _, r := range batch {
-			n := inodes[r.ino]
-			if n == nil {
-				cur, err := getFile(txn, r.ino)
-				if err != nil {
-					r.err = err
-					continue
-				}
-				n = &cur
-				inodes[r.ino] = n
-				inos = append(inos, r.ino)
-			}
-			end := r.off + uint64(len(r.data))
-			for i := range r.blocks {
-				nb := &r.blocks[i]
-				bstart := nb.blk * bs
-				lo, hi := max(r.off, bstart), min(end, bstart+bs)
-				if lo == bstart && hi == bstart+bs {
-					continue
-				}
-				var old []byte
-				if (lo > bstart && bstart < n.Size) || (hi < bstart+bs && hi < n.Size) {
-					var err error
-					if prev, ok := overlay[key{r.ino, nb.blk}]; ok {
-						old = prev
-					} else if old, err = s.blockAt(txn, r.ino, nb.blk); err != nil {
-						r.err = err
-						break
-					}
-				}
-				// The block ends at the later of the write's end and the old data's end.
-				blen := max(hi-bstart, uint64(len(old)))
-				if n.Size > bstart {
-					blen = max(blen, min(n.Size-bstart, bs))
-				}
-				rec := make([]byte, codec.HeaderSize+blen)
-				raw := rec[codec.HeaderSize:]
-				copy(raw, old)
-				copy(raw[lo-bstart:], r.data[lo-r.off:hi-r.off])
-				*nb = newBlock{blk: nb.blk, rec: s.encodeNew(rec), raw: raw}
-			}
-			if r.err != nil {
+		n, err := getFile(txn, ino)
+		if err != nil {
+			return err
+		}
+		for i := range req.blocks {
+			nb := &req.blocks[i]
+			bstart := nb.blk * bs
+			lo, hi := max(off, bstart), min(end, bstart+bs)
+			if lo == bstart && hi == bstart+bs {
 				continue
 			}
-			for _, nb := range r.blocks {
-				k := key{r.ino, nb.blk}
-				final[k] = nb
-				if nb.rec == nil {
-					overlay[k] = nil
-				} else {
-					overlay[k] = nb.raw
+			var old []byte
+			if (lo > bstart && bstart < n.Size) || (hi < bstart+bs && hi < n.Size) {
+				if old, err = s.blockAt(txn, ino, nb.blk, gen); err != nil {
+					return err
 				}
 			}
-			n.Size = max(n.Size, end)
-			accepted = append(accepted, r)
+			// The block ends at the later of the write's end and the old data's end.
+			blen := max(hi-bstart, uint64(len(old)))
+			if n.Size > bstart {
+				blen = max(blen, min(n.Size-bstart, bs))
+			}
+			rec := make([]byte, codec.HeaderSize+blen)
+			raw := rec[codec.HeaderSize:]
+			copy(raw, old)
+			copy(raw[lo-bstart:], data[lo-off:hi-off])
+			*nb = newBlock{blk: nb.blk, rec: s.encodeNew(rec), raw: raw}
 		}
 		return nil
 	})
-	if err != nil || len(accepted) == 0 {
-		for _, r := range batch {
-			if r.err == nil {
-				r.err = err
-			}
-		}
-		finish()
-		s.nextBatch(q, l)
-		return
+	if err != nil {
+		return err
 	}
-	blocksOf := map[uint64][]newBlock{}
+	s.enqueue(req)
+	return nil
+}
+
+// enqueue queues req and starts the stripe's committer if it is not running. A stripe with
+// maxQueued bytes waiting holds its writers back until its committer catches up.
+func (s *Store) enqueue(req *writeReq) {
+	q := s.queueOf(req.ino)
+	q.mu.Lock()
+	for q.bytes >= maxQueued && q.active {
+		q.cond.Wait()
+	}
+	q.queued++
+	req.seq = q.queued
+	q.reqs = append(q.reqs, req)
+	q.bytes += req.bytes
+	start := !q.active
+	q.active = true
+	q.mu.Unlock()
+	if start {
+		go s.committer(q)
+	}
+}
+
+// committer commits the queue's writes in batches until it is empty. It keeps one commit
+// landing while it prepares the next batch (maps, group values): Badger lets a transaction
+// start only after every earlier commit has landed, so this is the overlap there is.
+func (s *Store) committer(q *writeQueue) {
+	var landing *commit
+	for {
+		q.mu.Lock()
+		var batch []*writeReq
+		size := 0
+		for len(q.reqs) > 0 && (len(batch) == 0 || size+q.reqs[0].bytes <= maxBatch) {
+			size += q.reqs[0].bytes
+			batch = append(batch, q.reqs[0])
+			q.reqs = q.reqs[1:]
+		}
+		q.bytes -= size
+		if len(batch) == 0 && landing == nil {
+			q.active = false
+			q.cond.Broadcast()
+			q.mu.Unlock()
+			return
+		}
+		q.cond.Broadcast() // room for writers held back
+		q.mu.Unlock()
+		var c *commit
+		if len(batch) > 0 {
+			c = prepareCommit(batch)
+		}
+		if landing != nil {
+			s.finishCommit(landing)
+			q.mu.Lock()
+			q.landed = landing.batch[len(landing.batch)-1].seq
+			q.cond.Broadcast()
+			q.mu.Unlock()
+		}
+		if landing = c; c != nil {
+			s.startCommit(c)
+		}
+	}
+}
+
+// commit is one batch of queued writes on its way into the store.
+type commit struct {
+	batch    []*writeReq
+	inos     []uint64
+	blocksOf map[uint64][]newBlock        // per file, in block order; a later write of a block wins
+	full     map[uint64]map[uint64][]byte // per file: values of the groups covered whole
+	ends     map[uint64]uint64
+	mtimes   map[uint64]int64
+	d        Delta
+	done     chan error
+}
+
+func prepareCommit(batch []*writeReq) *commit {
+	c := &commit{batch: batch, blocksOf: map[uint64][]newBlock{}, full: map[uint64]map[uint64][]byte{},
+		ends: map[uint64]uint64{}, mtimes: map[uint64]int64{}, done: make(chan error, 1)}
+	type key struct{ ino, blk uint64 }
+	final := map[key]newBlock{}
+	for _, r := range batch {
+		if _, ok := c.ends[r.ino]; !ok {
+			c.inos = append(c.inos, r.ino)
+		}
+		c.ends[r.ino] = max(c.ends[r.ino], r.end)
+		c.mtimes[r.ino] = max(c.mtimes[r.ino], r.mtime)
+		for _, nb := range r.blocks {
+			final[key{r.ino, nb.blk}] = nb
+		}
+	}
 	for k, nb := range final {
-		blocksOf[k.ino] = append(blocksOf[k.ino], nb)
+		c.blocksOf[k.ino] = append(c.blocksOf[k.ino], nb)
 	}
-	for _, bl := range blocksOf {
+	for ino, bl := range c.blocksOf {
 		slices.SortFunc(bl, func(a, b newBlock) int { return cmp.Compare(a.blk, b.blk) })
+		c.full[ino] = fullGroups(bl)
 	}
-	now := time.Now().UnixNano()
-	var d Delta
-	fn := func(txn *badger.Txn) error {
-		d = Delta{}
-		for _, ino := range inos {
-			cur, err := getInode(txn, ino)
-			if err != nil {
-				return err
-			}
-			if err := s.putBlocks(txn, ino, blocksOf[ino], cur.Size, &d); err != nil {
-				return err
-			}
-			if size := inodes[ino].Size; size > cur.Size {
-				d.Logical += int64(size - cur.Size)
-				cur.Size = size
-			}
-			cur.Mtime, cur.Ctime = now, now
-			// A write by anyone clears set-user-ID and set-group-ID (as local file systems do).
-			cur.Mode &^= syscall.S_ISUID
-			if cur.Mode&syscall.S_IXGRP != 0 {
-				cur.Mode &^= syscall.S_ISGID
-			}
-			*inodes[ino] = cur
-			if err := putInode(txn, &cur); err != nil {
-				return err
-			}
+	return c
+}
+
+// apply writes the batch into txn.
+func (s *Store) apply(c *commit, txn *badger.Txn) error {
+	c.d = Delta{}
+	for _, ino := range c.inos {
+		cur, err := getFile(txn, ino)
+		if err != nil {
+			return err
 		}
-		return nil
-	}
-	for k := range final {
-		s.cache.dropRange(k.ino, k.blk, k.blk)
-	}
-	fail := func(err error) {
-		for _, r := range accepted {
-			r.err = err
+		if err := s.putBlocksPrepared(txn, ino, c.blocksOf[ino], cur.Size, &c.d, c.full[ino]); err != nil {
+			return err
 		}
-		finish()
-		s.nextBatch(q, l)
+		if end := c.ends[ino]; end > cur.Size {
+			c.d.Logical += int64(end - cur.Size)
+			cur.Size = end
+		}
+		cur.Mtime, cur.Ctime = max(cur.Mtime, c.mtimes[ino]), max(cur.Ctime, c.mtimes[ino])
+		// A write by anyone clears set-user-ID and set-group-ID (as local file systems do).
+		cur.Mode &^= syscall.S_ISUID
+		if cur.Mode&syscall.S_IXGRP != 0 {
+			cur.Mode &^= syscall.S_ISGID
+		}
+		if err := putInode(txn, &cur); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// startCommit queues the batch's transaction to Badger; finishCommit waits for it.
+func (s *Store) startCommit(c *commit) {
 	if s.opts.ReadOnly {
-		fail(syscall.EROFS)
+		c.done <- syscall.EROFS
 		return
 	}
 	txn := s.db.NewTransaction(true)
-	if err := fn(txn); err != nil {
+	if err := s.apply(c, txn); err != nil {
 		txn.Discard()
+		c.done <- err
+		return
+	}
+	s.gate.RLock() // see gc.go: no commit is queued while Badger is blocked for a flush
+	txn.CommitWith(func(err error) { c.done <- err })
+	s.gate.RUnlock()
+}
+
+// finishCommit waits until the batch has landed, redoes it if it raced with another
+// transaction (nothing later has started: the committer waits here first), and keeps a
+// failure for the files' next WriteAt, FlushFile or SyncFile.
+func (s *Store) finishCommit(c *commit) {
+	err := <-c.done
+	if errors.Is(err, badger.ErrConflict) || errors.Is(err, badger.ErrBlockedWrites) {
+		err = s.update(func(txn *badger.Txn) error { return s.apply(c, txn) })
+	}
+	// Decoded LM blocks the cache holds for these blocks are stale now (and reads that
+	// started before this commit must not put theirs back: see blockCache.gen).
+	for ino, bl := range c.blocksOf {
+		s.cache.dropRange(ino, bl[0].blk, bl[len(bl)-1].blk)
+	}
+	if err != nil && len(c.inos) > 1 {
+		// One file's failure (say, deleted meanwhile) must not take the others down.
+		for _, ino := range c.inos {
+			var own []*writeReq
+			for _, r := range c.batch {
+				if r.ino == ino {
+					own = append(own, r)
+				}
+			}
+			oc := prepareCommit(own)
+			s.startCommit(oc)
+			s.finishCommit(oc)
+		}
+		return
+	}
+	if err != nil {
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			err = fmt.Errorf("%w: %v", syscall.EFBIG, err)
 		}
-		fail(err)
+		s.log.Error("write failed after it was accepted: reported at the next fsync or close", "inode", c.inos[0], "err", err)
+		s.setWriteErr(c.inos[0], err)
 		return
 	}
-	for _, r := range accepted {
-		r.n = *inodes[r.ino]
-	}
-	landed := func(err error) {
-		if errors.Is(err, badger.ErrConflict) {
-			err = s.update(fn) // raced with another transaction: redo it, still under the lock
-		}
-		if err != nil {
-			s.log.Error("write failed after it was accepted: reported at the next fsync or close", "inodes", inos, "err", err)
-			for _, ino := range inos {
-				s.setWriteErr(ino, err)
-			}
-		} else {
-			s.counters.add(d)
-			s.kickCompactor()
-		}
-		s.nextBatch(q, l)
-	}
-	s.gate.RLock() // see gc.go: no commit is queued while Badger is blocked for a flush
-	txn.CommitWith(landed)
-	s.gate.RUnlock()
-	finish()
+	s.counters.add(c.d)
+	s.kickCompactor()
 }
 
 // writeErr returns the error of a write of ino that failed after WriteAt returned; take
@@ -527,19 +555,31 @@ func (s *Store) setWriteErr(ino uint64, err error) {
 	}
 }
 
-// settle waits until every write of ino accepted so far has been committed.
-func (s *Store) settle(ino uint64) {
-	l := s.locks.of(ino)
-	l.Lock()
-	l.Unlock()
+// settle waits until the writes of ino queued so far have landed (writes queued meanwhile
+// are not waited for, so a stream of writes cannot starve it).
+func (s *Store) settle(ino uint64) { s.settleQueue(s.queueOf(ino)) }
+
+// unsettled reports whether writes of ino's stripe are still queued or landing.
+func (s *Store) unsettled(ino uint64) bool {
+	q := s.queueOf(ino)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.landed < q.queued
 }
 
-// settleAll waits until every write accepted so far has been committed.
+// settleAll waits until every write queued so far has landed.
 func (s *Store) settleAll() {
-	for i := range s.locks.stripes {
-		s.locks.stripes[i].Lock()
-		s.locks.stripes[i].Unlock()
+	for i := range s.queues {
+		s.settleQueue(&s.queues[i])
 	}
+}
+
+func (s *Store) settleQueue(q *writeQueue) {
+	q.mu.Lock()
+	for target := q.queued; q.landed < target; {
+		q.cond.Wait()
+	}
+	q.mu.Unlock()
 }
 
 // FlushFile waits for the file's writes to be committed and reports a write that failed
@@ -578,13 +618,20 @@ func (s *Store) encodeNew(rec []byte) []byte {
 // is the file's size before the change: no block lies past a file's end, so groups wholly
 // past it are not looked up.
 func (s *Store) putBlocks(txn *badger.Txn, ino uint64, blocks []newBlock, oldSize uint64, d *Delta) error {
+	return s.putBlocksPrepared(txn, ino, blocks, oldSize, d, nil)
+}
+
+// putBlocksPrepared is putBlocks with the values of groups the blocks cover whole already
+// built (full, by group number; see fullGroups).
+func (s *Store) putBlocksPrepared(txn *badger.Txn, ino uint64, blocks []newBlock, oldSize uint64, d *Delta, full map[uint64][]byte) error {
 	for i := 0; i < len(blocks); {
 		g, _ := groupOf(blocks[i].blk)
 		j := i
 		for j < len(blocks) && blocks[j].blk/GroupBlocks == g {
 			j++
 		}
-		if err := s.putGroup(txn, ino, g, blocks[i:j], oldSize, d); err != nil {
+		val, ok := full[g]
+		if err := s.putGroup(txn, ino, g, blocks[i:j], oldSize, d, val, ok); err != nil {
 			return err
 		}
 		i = j
@@ -592,7 +639,33 @@ func (s *Store) putBlocks(txn *badger.Txn, ino uint64, blocks []newBlock, oldSiz
 	return nil
 }
 
-func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldSize uint64, d *Delta) error {
+// fullGroups builds the values of the groups that blocks (sorted) cover whole: they do not
+// depend on what the store holds, so the committer builds them before its transaction.
+func fullGroups(blocks []newBlock) map[uint64][]byte {
+	full := map[uint64][]byte{}
+	for i := 0; i+GroupBlocks <= len(blocks); {
+		g, slot := groupOf(blocks[i].blk)
+		if slot != 0 || blocks[i+GroupBlocks-1].blk != blocks[i].blk+GroupBlocks-1 {
+			i++
+			continue
+		}
+		var grp group
+		for k := range GroupBlocks {
+			grp[k] = blocks[i+k].rec
+		}
+		if grp.empty() {
+			full[g] = nil
+		} else {
+			full[g] = grp.marshal()
+		}
+		i += GroupBlocks
+	}
+	return full
+}
+
+// putGroup stores the new records of blocks (all in group g) into the group; built (with
+// isBuilt) is the whole new value when blocks cover the group whole (nil: all holes).
+func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldSize uint64, d *Delta, built []byte, isBuilt bool) error {
 	key := groupKey(ino, g)
 	var grp group
 	existed := false
@@ -608,11 +681,14 @@ func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldS
 		case err == nil:
 			existed = true
 			err = item.Value(func(v []byte) error {
+				d.addGroup(v, -1)
+				if isBuilt {
+					return nil // nothing of the old value is kept
+				}
 				old, err := parseGroup(v)
 				if err != nil && len(blocks) < GroupBlocks {
 					return s.blockError(ino, g*GroupBlocks, err) // the other slots cannot be kept
 				}
-				d.addGroup(v, -1)
 				grp = old
 				apply()
 				if !grp.empty() {
@@ -627,7 +703,11 @@ func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldS
 			return err
 		}
 	}
-	if !existed {
+	switch {
+	case isBuilt:
+		apply()
+		val = built
+	case !existed:
 		apply()
 		if !grp.empty() {
 			val = grp.marshal()
@@ -674,15 +754,17 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 	l := s.locks.of(ino)
 	l.Lock()
 	defer l.Unlock()
+	s.settle(ino)
 	var n Inode
 	var tail []byte // the new last block's record when the cut falls inside a block
+	gen := s.cache.generation()
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
 		if n, err = getFile(txn, ino); err != nil {
 			return err
 		}
 		if size < n.Size && size%bs != 0 {
-			old, err := s.blockAt(txn, ino, size/bs)
+			old, err := s.blockAt(txn, ino, size/bs, gen)
 			if err != nil {
 				return err
 			}
@@ -725,7 +807,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 				}
 				cut = append([]newBlock{{blk: keep - 1, rec: rec}}, cut...)
 			}
-			if err := s.putGroup(txn, ino, (keep-1)/GroupBlocks, cut, cur.Size, &d); err != nil {
+			if err := s.putGroup(txn, ino, (keep-1)/GroupBlocks, cut, cur.Size, &d, nil, false); err != nil {
 				return err
 			}
 		}
@@ -804,6 +886,7 @@ func (s *Store) SeekData(ino, off uint64, hole bool) (uint64, error) {
 	l := s.locks.of(ino)
 	l.RLock()
 	defer l.RUnlock()
+	s.settle(ino)
 	var res uint64
 	err := s.db.View(func(txn *badger.Txn) error {
 		n, err := getInode(txn, ino)

@@ -110,6 +110,7 @@ func checkName(name string) error {
 
 // GetInode returns the attributes of ino.
 func (s *Store) GetInode(ino uint64) (Inode, error) {
+	s.settle(ino) // size and mtime include every write that returned
 	var n Inode
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
@@ -133,6 +134,9 @@ func (s *Store) Lookup(parent uint64, name string) (Inode, error) {
 		n, err = getInode(txn, d.Ino)
 		return err
 	})
+	if err == nil && s.unsettled(n.Ino) {
+		return s.GetInode(n.Ino) // writes of it are still queued: the attributes after them
+	}
 	return n, err
 }
 
@@ -214,6 +218,7 @@ func (s *Store) Link(ino, newParent uint64, newName string) (Inode, error) {
 	if err := s.reserveSpace(int64(len(newName) + 256)); err != nil {
 		return Inode{}, err
 	}
+	s.settle(ino) // the attributes returned include every write that returned
 	var child Inode
 	err := s.update(func(txn *badger.Txn) error {
 		var err error
@@ -559,6 +564,7 @@ type AttrChange struct {
 
 // SetAttr changes ownership, permissions and times of ino (sizes change through Truncate).
 func (s *Store) SetAttr(ino uint64, c AttrChange) (Inode, error) {
+	s.settle(ino) // a queued write must not land after (and undo) an explicit mtime
 	var n Inode
 	err := s.update(func(txn *badger.Txn) error {
 		var err error

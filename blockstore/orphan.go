@@ -55,6 +55,7 @@ func (s *Store) purgeOrphan(ino uint64) error {
 	l := s.locks.of(ino)
 	l.Lock()
 	defer l.Unlock()
+	s.settle(ino) // writes still queued land first, not after the purge
 	s.mu.Lock()
 	open := s.opens[ino] > 0 // opened since maybePurge looked: its last close purges
 	s.mu.Unlock()

@@ -9,10 +9,10 @@ import (
 )
 
 // Preallocation of Badger's value-log files. Badger creates each value-log file sparse, at
-// twice its size, and writes it through a shared mmap. On ext4 every first
-// write to a page of a sparse file is a page fault that allocates the block (delayed
-// allocation, journal), and that caps the value log at about 500 MB/s on the machines we
-// measured; the same copy into allocated space runs at several GB/s. Badger gives no hook, so
+// twice its size, and writes it through a shared mmap. On ext4 every first write to a page of
+// a sparse file is a page fault that allocates the block (delayed allocation, journal): on
+// the CI machine, copying into a fresh sparse mapping ran at 540 MB/s, into the same mapping
+// after fallocate at 6 GB/s. Badger gives no hook, so
 // the store watches its directory (inotify) and allocates each new file's space right after
 // Badger creates it: fallocate with KEEP_SIZE, which leaves the file's size alone (Badger
 // decides from the size whether a file is new) and whose blocks Badger's later truncate to
@@ -72,10 +72,10 @@ func (p *preallocator) allocate(path string) {
 	if err != nil {
 		return // already gone
 	}
-	defer f.Close()
 	const keepSize = 1 // FALLOC_FL_KEEP_SIZE
 	// Errors (a full disk, a file system without fallocate) only cost speed.
 	syscall.Fallocate(int(f.Fd()), keepSize, 0, size)
+	f.Close()
 }
 
 // stop ends the watch and waits for the watcher.

@@ -182,6 +182,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.space = spaceGuard{dir: dir, reserve: spaceReserve(bo)}
 	}
 	s.cache = newBlockCache(opts.CacheBlocks)
+	for i := range s.queues {
+		s.queues[i].cond.L = &s.queues[i].mu
+	}
 	if err := s.init(created); err != nil {
 		db.Close()
 		pre.stop()

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -92,7 +93,7 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 			case 1:
 				copy(data, text[rng.Intn(1000):])
 			}
-			if _, err := s.WriteAt(ino, data, uint64(off)); err != nil {
+			if err := s.WriteAt(ino, data, uint64(off)); err != nil {
 				t.Fatal(err)
 			}
 			if off+n > len(model) {
@@ -144,7 +145,7 @@ func TestCountersAfterUncleanClose(t *testing.T) {
 	s := openTest(t, dir)
 	ino := newFile(t, s, "f")
 	data := bytes.Repeat([]byte("lmfs "), 3000)
-	if _, err := s.WriteAt(ino, data, 0); err != nil {
+	if err := s.WriteAt(ino, data, 0); err != nil {
 		t.Fatal(err)
 	}
 	want := s.Counters()
@@ -166,10 +167,10 @@ func TestHolesAndZeroBlocks(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	defer s.Close()
 	ino := newFile(t, s, "sparse")
-	if _, err := s.WriteAt(ino, []byte("end"), 10<<20); err != nil {
+	if err := s.WriteAt(ino, []byte("end"), 10<<20); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.WriteAt(ino, make([]byte, 8192), 0); err != nil { // zeros: stored as holes
+	if err := s.WriteAt(ino, make([]byte, 8192), 0); err != nil { // zeros: stored as holes
 		t.Fatal(err)
 	}
 	_, _, stored := s.Counters().Stored()
@@ -245,6 +246,9 @@ func TestCorruptBlockIsEIO(t *testing.T) {
 	ino := newFile(t, s, "f")
 	data := bytes.Repeat([]byte("abcdefgh"), 1024)
 	s.WriteAt(ino, data, 0)
+	if err := s.FlushFile(ino); err != nil { // landed: its records are in Badger
+		t.Fatal(err)
+	}
 	// Flip one payload byte of block 1 behind the store's back.
 	key, slot := GroupKey(ino, 1)
 	txn := s.db.NewTransaction(true)
@@ -313,7 +317,7 @@ func TestDamagedNewestValueLog(t *testing.T) {
 		ino := newFile(t, s, fmt.Sprintf("f%d", i))
 		data := make([]byte, 50000)
 		rand.New(rand.NewSource(int64(i))).Read(data)
-		if _, err := s.WriteAt(ino, data, 0); err != nil {
+		if err := s.WriteAt(ino, data, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -343,5 +347,68 @@ func TestDamagedNewestValueLog(t *testing.T) {
 	ro.Close()
 	if after, _ := os.ReadFile(p); !bytes.Equal(after, b) {
 		t.Fatal("the read-only open changed the value log")
+	}
+}
+
+// TestWriteBehind: writes return before they land, yet every later read, stat or truncate of
+// the file sees them; writers of whole blocks and of parts of blocks, side by side on one
+// file, lose nothing; a write that fails after it was accepted is reported at close.
+func TestWriteBehind(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	ino := newFile(t, s, "f")
+	const size = 4 << 20
+	want := make([]byte, size)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(int64(w)))
+			// Each writer owns every 4th 64 KiB stripe: whole-block runs and odd-sized pieces.
+			for i := 0; i < 200; i++ {
+				stripe := (rng.Intn(size/(64<<10)/4)*4 + w) * (64 << 10)
+				off := stripe + rng.Intn(64<<10)
+				n := 1 + rng.Intn(stripe+64<<10-off)
+				if rng.Intn(2) == 0 { // block aligned
+					off, n = stripe+rng.Intn(16)*2048, 2048*(1+rng.Intn(16))
+					n = min(n, stripe+64<<10-off)
+				}
+				b := make([]byte, n)
+				rng.Read(b)
+				if err := s.WriteAt(ino, b, uint64(off)); err != nil {
+					t.Error(err)
+					return
+				}
+				copy(want[off:], b) // stripes are disjoint: no lock needed
+				got := make([]byte, n)
+				if k, err := s.ReadAt(ino, got, uint64(off)); err != nil || k != n || !bytes.Equal(got, b) {
+					t.Errorf("writer %d: read right after write at %d: %d bytes, err %v", w, off, k, err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	n, err := s.GetInode(ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, s, ino)
+	if !bytes.Equal(got, want[:n.Size]) {
+		t.Fatalf("file differs from what was written (size %d)", n.Size)
+	}
+	if c := s.Counters(); c.Logical != int64(n.Size) {
+		t.Errorf("logical bytes %d, file size %d", c.Logical, n.Size)
+	}
+	// A write accepted for a file that is gone by the time it lands fails at close.
+	if err := s.WriteAt(1<<40, make([]byte, 2048), 0); err != nil {
+		t.Fatalf("whole-block write is queued without looking: %v", err)
+	}
+	if err := s.FlushFile(1 << 40); !errors.Is(err, syscall.EIO) {
+		t.Errorf("close after a failed write: %v, want EIO", err)
+	}
+	if err := s.FlushFile(1 << 40); err != nil {
+		t.Errorf("the failure is reported once: %v", err)
 	}
 }

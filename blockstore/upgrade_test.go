@@ -87,7 +87,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 		if size > 10000 {
 			clear(data[6000:9000]) // a hole in the middle
 		}
-		if _, err := s.WriteAt(ino, data, 0); err != nil {
+		if err := s.WriteAt(ino, data, 0); err != nil {
 			t.Fatal(err)
 		}
 		files[ino] = data

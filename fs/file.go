@@ -10,10 +10,10 @@ import (
 	"lmfs/blockstore"
 )
 
-// handle is an open regular file. Data is not buffered here: the store orders every write
-// before any later operation on the file (concurrent handles of one file always agree), and
-// commits it behind the reply (blockstore.WriteAt); close and fsync report a write that failed
-// after it was accepted.
+// handle is an open regular file. Data is not buffered here: the store queues each write and
+// commits it behind the reply (blockstore.WriteAt), ordered before every later operation on
+// the file (concurrent handles of one file always agree); close and fsync report a write that
+// failed after it was accepted.
 type handle struct {
 	fs  *FS
 	ino uint64
@@ -59,7 +59,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
-	if _, err := h.fs.store.WriteAt(h.ino, data, uint64(off)); err != nil {
+	if err := h.fs.store.WriteAt(h.ino, data, uint64(off)); err != nil {
 		h.logBlockError(err)
 		return 0, h.fs.errno("write", err)
 	}
