@@ -35,7 +35,10 @@ func TestSpaceComesBack(t *testing.T) {
 		writeFile(t, m.path(fmt.Sprintf("f%d", i)), b)
 	}
 	full := diskBytes(t, m)
-	if full-before < files*size*9/10 {
+	// The empty store already holds the space of its current value-log file (allocated when
+	// Badger creates it, 17 MiB): the write may fill that first.
+	const prealloc = 17 << 20
+	if full-before < files*size*9/10-prealloc {
 		t.Fatalf("writing %d MiB grew the store by only %d bytes", files*size>>20, full-before)
 	}
 	for i := 0; i < files; i++ {

@@ -289,8 +289,8 @@ func mountExtra(st *blockstore.Store, l *lmSetup) map[string]any {
 		out[k] = v
 	}
 	c := st.Compactor()
-	out["compactor"] = fmt.Sprintf("%d blocks (%s raw) recoded, %s saved, %d to LM, %.0f KB/s while busy, %d skipped (overwritten)",
-		c.Blocks, human(c.RawBytes), human(c.Saved), c.LMBlocks, c.BytesPerSec/1000, c.Skipped)
+	out["compactor"] = fmt.Sprintf("%d blocks coded by the fast pass (S2); %d blocks (%s raw) recoded, %s saved, %d to LM, %.0f KB/s while busy, %d skipped (overwritten)",
+		c.FastBlocks, c.Blocks, human(c.RawBytes), human(c.Saved), c.LMBlocks, c.BytesPerSec/1000, c.Skipped)
 	if c.LastError != "" {
 		out["compactor_error"] = c.LastError
 	}
