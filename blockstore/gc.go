@@ -52,8 +52,13 @@ const gcFlushBytes = 32 << 20
 // refusing writes (a flush blocks writers briefly and Flatten rewrites the LSM tree).
 const gcFlushSpacing = 10 * time.Second
 
-// gcRatio: a file is rewritten when at least this fraction of it is garbage.
-const gcRatio = 0.5
+// gcRatio: a file is rewritten when at least this fraction of it is garbage; gcRatioLow
+// while the free-space guard refuses writes: then any file that gives back a quarter of itself
+// is worth the copy (deleting every other file leaves files exactly half garbage).
+const (
+	gcRatio    = 0.5
+	gcRatioLow = 0.25
+)
 
 // gcMarker is the key DropPrefix drops to flush the memtables (a counter name no one uses).
 var gcMarker = counterKey("gc-flush")
@@ -77,10 +82,10 @@ func (s *Store) startGC() {
 			freed := s.counters.freedSince()
 			low := freed > 0 && s.spaceLow()
 			if low || (freed >= gcFlushBytes && time.Since(last) >= gcFlushSpacing) {
-				s.reclaim(s.gcStop)
+				s.reclaim(s.gcStop, low)
 				last = time.Now()
 			} else if time.Since(last) >= gcInterval {
-				s.CollectGarbage(s.gcStop)
+				s.CollectGarbage(s.gcStop, s.spaceLow())
 				last = time.Now()
 			}
 		}
@@ -106,8 +111,8 @@ func (s *Store) stopGC() {
 }
 
 // reclaim flushes the memtables, flattens the LSM tree and collects value-log garbage (see
-// above); it returns how many value-log files were rewritten.
-func (s *Store) reclaim(stop <-chan struct{}) int {
+// above; low: free space is short); it returns how many value-log files were rewritten.
+func (s *Store) reclaim(stop <-chan struct{}, low bool) int {
 	s.counters.resetFreed()
 	start := time.Now()
 	s.gate.Lock()
@@ -122,14 +127,18 @@ func (s *Store) reclaim(stop <-chan struct{}) int {
 	if err := s.db.Flatten(1); err != nil {
 		s.log.Warn("value-log GC: flattening the LSM tree failed", "err", err)
 	}
-	n := s.CollectGarbage(stop)
+	n := s.CollectGarbage(stop, low)
 	s.log.Debug("value-log GC after deletions", "files_rewritten", n, "took", time.Since(start))
 	return n
 }
 
-// CollectGarbage rewrites value-log files until none is worth it (or stop closes); it returns
-// how many files were rewritten.
-func (s *Store) CollectGarbage(stop <-chan struct{}) int {
+// CollectGarbage rewrites value-log files until none is worth it (or stop closes; low: free
+// space is short, lower the bar); it returns how many files were rewritten.
+func (s *Store) CollectGarbage(stop <-chan struct{}, low bool) int {
+	ratio := gcRatio
+	if low {
+		ratio = gcRatioLow
+	}
 	n := 0
 	for {
 		select {
@@ -137,7 +146,7 @@ func (s *Store) CollectGarbage(stop <-chan struct{}) int {
 			return n
 		default:
 		}
-		err := s.db.RunValueLogGC(gcRatio)
+		err := s.db.RunValueLogGC(ratio)
 		if err != nil {
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
 				s.log.Warn("value-log GC", "err", err)
