@@ -462,7 +462,8 @@ func (s *Store) apply(c *commit, txn *badger.Txn) error {
 			c.d.Logical += int64(end - cur.Size)
 			cur.Size = end
 		}
-		cur.Mtime, cur.Ctime = max(cur.Mtime, c.mtimes[ino]), max(cur.Ctime, c.mtimes[ino])
+		// The time of the batch's last write of the file (settle orders explicit times after it).
+		cur.Mtime, cur.Ctime = c.mtimes[ino], max(cur.Ctime, c.mtimes[ino])
 		// A write by anyone clears set-user-ID and set-group-ID (as local file systems do).
 		cur.Mode &^= syscall.S_ISUID
 		if cur.Mode&syscall.S_IXGRP != 0 {
