@@ -110,13 +110,22 @@ func checkName(name string) error {
 
 // GetInode returns the attributes of ino.
 func (s *Store) GetInode(ino uint64) (Inode, error) {
-	s.settle(ino) // size and mtime include every write that returned
 	var n Inode
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		n, err = getInode(txn, ino)
-		return err
-	})
+	get := func() error {
+		return s.db.View(func(txn *badger.Txn) error {
+			var err error
+			n, err = getInode(txn, ino)
+			return err
+		})
+	}
+	// Checked before reading: writes that had landed by then are in what get reads.
+	pending := s.unsettled(ino)
+	err := get()
+	if err == nil && pending && n.IsReg() {
+		// Writes of it were still queued: the size and mtime after them.
+		s.settle(ino)
+		err = get()
+	}
 	return n, err
 }
 
@@ -125,19 +134,16 @@ func (s *Store) Lookup(parent uint64, name string) (Inode, error) {
 	if len(name) > maxNameLen {
 		return Inode{}, syscall.ENAMETOOLONG
 	}
-	var n Inode
+	var d dirent
 	err := s.db.View(func(txn *badger.Txn) error {
-		d, err := getDirent(txn, parent, name)
-		if err != nil {
-			return err
-		}
-		n, err = getInode(txn, d.Ino)
+		var err error
+		d, err = getDirent(txn, parent, name)
 		return err
 	})
-	if err == nil && s.unsettled(n.Ino) {
-		return s.GetInode(n.Ino) // writes of it are still queued: the attributes after them
+	if err != nil {
+		return Inode{}, err
 	}
-	return n, err
+	return s.GetInode(d.Ino) // after the file's queued writes
 }
 
 func (s *Store) allocIno() uint64 {
