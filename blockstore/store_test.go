@@ -381,6 +381,10 @@ func TestWriteBehind(t *testing.T) {
 					return
 				}
 				copy(want[off:], b) // stripes are disjoint: no lock needed
+				if in, err := s.GetInode(ino); err != nil || in.Size < uint64(off+n) {
+					t.Errorf("writer %d: stat right after a write ending at %d: size %d, err %v", w, off+n, in.Size, err)
+					return
+				}
 				got := make([]byte, n)
 				if k, err := s.ReadAt(ino, got, uint64(off)); err != nil || k != n || !bytes.Equal(got, b) {
 					t.Errorf("writer %d: read right after write at %d: %d bytes, err %v", w, off, k, err)
