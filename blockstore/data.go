@@ -362,6 +362,7 @@ func (s *Store) enqueue(req *writeReq) {
 	req.seq = q.queued
 	q.reqs = append(q.reqs, req)
 	q.bytes += req.bytes
+	s.queuedBytes.Add(int64(req.bytes))
 	start := !q.active
 	q.active = true
 	q.mu.Unlock()
@@ -399,6 +400,9 @@ func (s *Store) committer(q *writeQueue) {
 		}
 		if landing != nil {
 			s.finishCommit(landing)
+			for _, r := range landing.batch {
+				s.queuedBytes.Add(-int64(r.bytes))
+			}
 			q.mu.Lock()
 			q.landed = landing.batch[len(landing.batch)-1].seq
 			q.cond.Broadcast()

@@ -80,13 +80,15 @@ func (s *Store) reserveSpace(n int64) error {
 	if g.reserve <= 0 {
 		return nil // read-only store
 	}
+	// Writes accepted but still queued (data.go) are not on disk yet: statfs cannot see them.
+	queued := s.queuedBytes.Load()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
-	if now.Sub(g.checked) > spaceRecheck || g.free-g.since-n < g.reserve+spaceNear {
+	if now.Sub(g.checked) > spaceRecheck || g.free-g.since-queued-n < g.reserve+spaceNear {
 		g.statfs(now)
 	}
-	if g.free-g.since-n < g.reserve {
+	if g.free-g.since-queued-n < g.reserve {
 		if !g.low {
 			s.log.Warn("store's file system is nearly full: refusing new data (ENOSPC) until space is freed",
 				"dir", g.dir, "free", g.free, "reserve", g.reserve)
@@ -110,13 +112,14 @@ func (s *Store) spaceLow() bool {
 	if g.reserve <= 0 {
 		return false
 	}
+	queued := s.queuedBytes.Load()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
 	if now.Sub(g.checked) > spaceRecheck {
 		g.statfs(now)
 	}
-	return g.free-g.since < g.reserve
+	return g.free-g.since-queued < g.reserve
 }
 
 // SpaceReserve is the free space the store keeps on its file system (0 for a read-only store):

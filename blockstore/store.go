@@ -97,7 +97,9 @@ type Store struct {
 	locks    inodeLocks
 	secX     secXattrs                             // inodes with security.* xattrs (xattr.go)
 	queues   [len(inodeLocks{}.stripes)]writeQueue // writes waiting for each lock stripe (data.go)
-	cache    *blockCache
+	// queuedBytes: written but not yet landed, counted against the free-space reserve.
+	queuedBytes atomic.Int64
+	cache       *blockCache
 
 	lmDec atomic.Pointer[lmHolder] // decoder of LM blocks (replaced when models are loaded)
 
