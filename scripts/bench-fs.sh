@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # make bench: file system throughput of lmfs against go-fuse's loopback (passthrough) in the
 # same run. Sequential write and read of a 256 MiB file of mixed text and binary (built from
-# the dev corpus), and random 4 KiB reads with O_DIRECT (fio), p50/p99 latency.
+# the dev corpus), the median of ROUNDS rounds, and random 4 KiB reads with O_DIRECT (fio),
+# p50/p99 latency.
 # Needs root, /dev/fuse, fio. Prints a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-256}
+ROUNDS=${ROUNDS:-3}
 CORPUS=${CORPUS:-../shared/corpus/dev}
 command -v fio >/dev/null || { echo "bench-fs: needs fio (apt-get install fio)" >&2; exit 1; }
 go build -o build/lmfs ./cmd/lmfs
@@ -37,25 +39,37 @@ echo 4096 > "/sys/class/bdi/$(mountpoint -d "$work/m-loop")/read_ahead_kb" || tr
 
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@"; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'; }
-declare -A W R P50 P99
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+declare -A W R WS RS P50 P99
+# ROUNDS rounds, lmfs and loopback taking turns (the page cache's state drifts between runs,
+# and the loopback's speed with it): each round writes a new file, then reads it cold.
+for r in $(seq "$ROUNDS"); do
+  for fs in lmfs loop; do
+    m="$work/m-$fs"
+    sync; echo 3 > /proc/sys/vm/drop_caches; cat "$src" > /dev/null
+    t=$(seconds dd if="$src" of="$m/big$r" bs=1M conv=fsync status=none)
+    WS[$fs]+=" $(mbps $((SIZE_MB << 20)) "$t")"
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    t=$(seconds dd if="$m/big$r" of=/dev/null bs=1M status=none)
+    RS[$fs]+=" $(mbps $((SIZE_MB << 20)) "$t")"
+    cmp -s "$src" "$m/big$r" || { echo "bench-fs: $fs returned different bytes!" >&2; exit 1; }
+  done
+done
 for fs in lmfs loop; do
   m="$work/m-$fs"
-  sync; echo 3 > /proc/sys/vm/drop_caches; cat "$src" > /dev/null
-  t=$(seconds dd if="$src" of="$m/big" bs=1M conv=fsync status=none)
-  W[$fs]=$(mbps $((SIZE_MB << 20)) "$t")
-  sync; echo 3 > /proc/sys/vm/drop_caches
-  t=$(seconds dd if="$m/big" of=/dev/null bs=1M status=none)
-  R[$fs]=$(mbps $((SIZE_MB << 20)) "$t")
-  out=$(fio --name=rand --filename="$m/big" --rw=randread --bs=4k --direct=1 --ioengine=psync \
+  W[$fs]=$(median ${WS[$fs]})
+  R[$fs]=$(median ${RS[$fs]})
+  out=$(fio --name=rand --filename="$m/big1" --rw=randread --bs=4k --direct=1 --ioengine=psync \
         --runtime=15 --time_based --size=$((SIZE_MB))M --output-format=json 2>/dev/null)
   P50[$fs]=$(echo "$out" | python3 -c 'import json,sys; p=json.load(sys.stdin)["jobs"][0]["read"]["clat_ns"]["percentile"]; print("%.0f" % (p["50.000000"]/1000))')
   P99[$fs]=$(echo "$out" | python3 -c 'import json,sys; p=json.load(sys.stdin)["jobs"][0]["read"]["clat_ns"]["percentile"]; print("%.0f" % (p["99.000000"]/1000))')
-  cmp -s "$src" "$m/big" || { echo "bench-fs: $fs returned different bytes!" >&2; exit 1; }
 done
+echo "rounds (MB/s): lmfs write${WS[lmfs]}, read${RS[lmfs]}; loopback write${WS[loop]}, read${RS[loop]}"
+echo
 echo "| $SIZE_MB MiB mixed file | lmfs | loopback | lmfs / loopback |"
 echo "|---|---|---|---|"
-echo "| sequential write (dd 1 MiB, fsync) MB/s | ${W[lmfs]} | ${W[loop]} | $(awk -v a="${W[lmfs]}" -v b="${W[loop]}" 'BEGIN{printf "%.2f", a/b}') |"
-echo "| sequential read (dd 1 MiB, cold) MB/s | ${R[lmfs]} | ${R[loop]} | $(awk -v a="${R[lmfs]}" -v b="${R[loop]}" 'BEGIN{printf "%.2f", a/b}') |"
+echo "| sequential write (dd 1 MiB, fsync) MB/s, median | ${W[lmfs]} | ${W[loop]} | $(awk -v a="${W[lmfs]}" -v b="${W[loop]}" 'BEGIN{printf "%.2f", a/b}') |"
+echo "| sequential read (dd 1 MiB, cold) MB/s, median | ${R[lmfs]} | ${R[loop]} | $(awk -v a="${R[lmfs]}" -v b="${R[loop]}" 'BEGIN{printf "%.2f", a/b}') |"
 echo "| random 4 KiB read, O_DIRECT, p50 µs | ${P50[lmfs]} | ${P50[loop]} | |"
 echo "| random 4 KiB read, O_DIRECT, p99 µs | ${P99[lmfs]} | ${P99[loop]} | |"
 build/lmfs stats "$work/m-lmfs" | sed -n '3,5p'
