@@ -3,6 +3,7 @@ package blockstore
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -245,11 +246,14 @@ func (s *Store) WriteAt(ino uint64, data []byte, off uint64) error {
 	return nil
 }
 
-// newBlock is one block's new record (nil: the block is a hole) and its bytes.
+// newBlock is one block's new record (nil: the block is a hole) and its bytes. group, when
+// set, is the whole value of the block's group, built by the write that covered the group
+// whole, the record inside it (see buildGroup).
 type newBlock struct {
-	blk uint64
-	rec []byte
-	raw []byte
+	blk   uint64
+	rec   []byte
+	raw   []byte
+	group *[]byte
 }
 
 // writeReq is one write waiting to be committed.
@@ -294,6 +298,13 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 	req := &writeReq{ino: ino, end: end, blocks: make([]newBlock, last-first+1), mtime: time.Now().UnixNano(), bytes: len(data)}
 	for b := first; b <= last; b++ {
 		req.blocks[b-first].blk = b
+		if g, slot := groupOf(b); slot == 0 && len(s.opts.FastCodecs) == 0 && off <= b*bs && (b+GroupBlocks)*bs <= end {
+			// The write covers the whole group: its value is built at once, each record
+			// copied once, straight into it.
+			buildGroup(req.blocks[b-first:b-first+GroupBlocks], data[b*bs-off:(b+GroupBlocks)*bs-off], g)
+			b += GroupBlocks - 1
+			continue
+		}
 		if bstart := b * bs; off <= bstart && bstart+bs <= end {
 			rec := make([]byte, codec.HeaderSize+bs)
 			raw := rec[codec.HeaderSize:]
@@ -644,14 +655,42 @@ func (s *Store) putBlocksPrepared(txn *badger.Txn, ino uint64, blocks []newBlock
 	return nil
 }
 
+// buildGroup fills blocks (the 16 of group g) with raw pending records of data (32 KiB) built
+// inside one group value, which every block points to.
+func buildGroup(blocks []newBlock, data []byte, g uint64) {
+	val := make([]byte, groupHeader, groupHeader+GroupBlocks*(codec.HeaderSize+bs))
+	val[0] = groupFormat
+	for k := range GroupBlocks {
+		raw := data[k*bs : (k+1)*bs]
+		blocks[k] = newBlock{blk: g*GroupBlocks + uint64(k), group: &val}
+		if codec.IsZero(raw) {
+			continue // a hole: length 0
+		}
+		start := len(val)
+		val = codec.AppendRawRecord(val, raw, codec.FlagPending) // within capacity: no move
+		binary.LittleEndian.PutUint16(val[1+2*k:], uint16(len(val)-start))
+		blocks[k].rec = val[start:len(val):len(val)]
+		blocks[k].raw = blocks[k].rec[codec.HeaderSize:]
+	}
+	if len(val) == groupHeader {
+		val = nil // all holes
+	}
+}
+
 // fullGroups builds the values of the groups that blocks (sorted) cover whole: they do not
-// depend on what the store holds, so the committer builds them before its transaction.
+// depend on what the store holds, so the committer builds them before its transaction. A
+// group whose 16 blocks all come from the value one write built (buildGroup) is that value.
 func fullGroups(blocks []newBlock) map[uint64][]byte {
 	full := map[uint64][]byte{}
 	for i := 0; i+GroupBlocks <= len(blocks); {
 		g, slot := groupOf(blocks[i].blk)
 		if slot != 0 || blocks[i+GroupBlocks-1].blk != blocks[i].blk+GroupBlocks-1 {
 			i++
+			continue
+		}
+		if built := blocks[i].group; built != nil && sameGroup(blocks[i:i+GroupBlocks], built) {
+			full[g] = *built
+			i += GroupBlocks
 			continue
 		}
 		var grp group
@@ -666,6 +705,16 @@ func fullGroups(blocks []newBlock) map[uint64][]byte {
 		i += GroupBlocks
 	}
 	return full
+}
+
+// sameGroup reports whether every block is from the group value built.
+func sameGroup(blocks []newBlock, built *[]byte) bool {
+	for _, nb := range blocks {
+		if nb.group != built {
+			return false
+		}
+	}
+	return true
 }
 
 // putGroup stores the new records of blocks (all in group g) into the group; built (with

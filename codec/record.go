@@ -45,6 +45,12 @@ func RawRecord(rec []byte, flags uint8) []byte {
 	return rec
 }
 
+// AppendRawRecord appends a Raw record of raw to dst.
+func AppendRawRecord(dst, raw []byte, flags uint8) []byte {
+	dst = appendHeader(dst, Raw, flags, raw)
+	return append(dst, raw...)
+}
+
 // EncodeWith returns a record for raw whose payload was already produced by codec id.
 func EncodeWith(dst []byte, id ID, flags uint8, raw, payload []byte) []byte {
 	dst = appendHeader(dst, id, flags, raw)
