@@ -130,9 +130,7 @@ func deletePrefix(txn *badger.Txn, prefix []byte) error {
 // removeOrphans finishes, at open, the cleanups a crash interrupted: unlinked files whose last
 // handle was open, and truncations whose block deletion had not finished.
 func (s *Store) removeOrphans() error {
-	type trim struct{ ino, from uint64 }
 	var orphans []uint64
-	var trims []trim
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
@@ -141,26 +139,20 @@ func (s *Store) removeOrphans() error {
 				orphans = append(orphans, binary.BigEndian.Uint64(k[1:]))
 			}
 		}
-		for it.Seek([]byte{tagTrim}); it.ValidForPrefix([]byte{tagTrim}); it.Next() {
-			k := it.Item().Key()
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if len(k) == 9 && len(v) == 8 {
-				trims = append(trims, trim{binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(v)})
-			}
-		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, t := range trims {
-		if err := s.purgeGroups(t.ino, t.from); err != nil {
+	trims, err := s.trimMarks()
+	if err != nil {
+		return err
+	}
+	for ino, from := range trims {
+		if err := s.purgeGroups(ino, from); err != nil {
 			return err
 		}
-		if err := s.update(func(txn *badger.Txn) error { return txn.Delete(trimKey(t.ino)) }); err != nil {
+		if err := s.update(func(txn *badger.Txn) error { return txn.Delete(trimKey(ino)) }); err != nil {
 			return err
 		}
 	}
@@ -173,4 +165,26 @@ func (s *Store) removeOrphans() error {
 		s.log.Info("finished interrupted cleanups", "orphans", len(orphans), "truncations", len(trims))
 	}
 	return nil
+}
+
+// trimMarks returns the truncations a crash left unfinished: inode -> the number stored in
+// its 't' key (a group; a block in format 1).
+func (s *Store) trimMarks() (map[uint64]uint64, error) {
+	trims := map[uint64]uint64{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Seek([]byte{tagTrim}); it.ValidForPrefix([]byte{tagTrim}); it.Next() {
+			k := it.Item().Key()
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(k) == 9 && len(v) == 8 {
+				trims[binary.BigEndian.Uint64(k[1:])] = binary.BigEndian.Uint64(v)
+			}
+		}
+		return nil
+	})
+	return trims, err
 }

@@ -1,7 +1,6 @@
 package blockstore
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -29,22 +28,7 @@ const upgradeBatch = 1024
 
 func (s *Store) upgradeV1() error {
 	s.log.Warn("upgrading store from format 1 to format 2 (block groups)", "store", s.dir)
-	trims := map[uint64]uint64{} // ino -> first block a truncation left to delete
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Seek([]byte{tagTrim}); it.ValidForPrefix([]byte{tagTrim}); it.Next() {
-			k := it.Item().Key()
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if len(k) == 9 && len(v) == 8 {
-				trims[binary.BigEndian.Uint64(k[1:])] = binary.BigEndian.Uint64(v)
-			}
-		}
-		return nil
-	})
+	trims, err := s.trimMarks() // ino -> first block a truncation left to delete
 	if err != nil {
 		return err
 	}
