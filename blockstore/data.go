@@ -246,13 +246,12 @@ func (s *Store) WriteAt(ino uint64, data []byte, off uint64) error {
 	return nil
 }
 
-// newBlock is one block's new record (nil: the block is a hole) and its bytes. group, when
-// set, is the whole value of the block's group, built by the write that covered the group
-// whole, the record inside it (see buildGroup).
+// newBlock is one block's new record (nil: the block is a hole). group, when set, is the
+// whole value of the block's group, built by the write that covered the group whole, the
+// record inside it (see buildGroup).
 type newBlock struct {
 	blk   uint64
 	rec   []byte
-	raw   []byte
 	group *[]byte
 }
 
@@ -307,9 +306,8 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 		}
 		if bstart := b * bs; off <= bstart && bstart+bs <= end {
 			rec := make([]byte, codec.HeaderSize+bs)
-			raw := rec[codec.HeaderSize:]
-			copy(raw, data[bstart-off:])
-			req.blocks[b-first] = newBlock{blk: b, rec: s.encodeNew(rec), raw: raw}
+			copy(rec[codec.HeaderSize:], data[bstart-off:])
+			req.blocks[b-first] = newBlock{blk: b, rec: s.encodeNew(rec)}
 		}
 	}
 	l := s.locks.of(ino)
@@ -350,7 +348,7 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 			raw := rec[codec.HeaderSize:]
 			copy(raw, old)
 			copy(raw[lo-bstart:], data[lo-off:hi-off])
-			*nb = newBlock{blk: nb.blk, rec: s.encodeNew(rec), raw: raw}
+			*nb = newBlock{blk: nb.blk, rec: s.encodeNew(rec)}
 		}
 		return nil
 	})
@@ -470,7 +468,7 @@ func (s *Store) apply(c *commit, txn *badger.Txn) error {
 		if err != nil {
 			return err
 		}
-		if err := s.putBlocksPrepared(txn, ino, c.blocksOf[ino], cur.Size, &c.d, c.full[ino]); err != nil {
+		if err := s.putBlocks(txn, ino, c.blocksOf[ino], cur.Size, &c.d, c.full[ino]); err != nil {
 			return err
 		}
 		if end := c.ends[ino]; end > cur.Size {
@@ -633,13 +631,10 @@ func (s *Store) encodeNew(rec []byte) []byte {
 // records of each group as they are, and sets or clears the groups' compactor marks. oldSize
 // is the file's size before the change: no block lies past a file's end, so groups wholly
 // past it are not looked up.
-func (s *Store) putBlocks(txn *badger.Txn, ino uint64, blocks []newBlock, oldSize uint64, d *Delta) error {
-	return s.putBlocksPrepared(txn, ino, blocks, oldSize, d, nil)
-}
-
-// putBlocksPrepared is putBlocks with the values of groups the blocks cover whole already
-// built (full, by group number; see fullGroups).
-func (s *Store) putBlocksPrepared(txn *badger.Txn, ino uint64, blocks []newBlock, oldSize uint64, d *Delta, full map[uint64][]byte) error {
+//
+// full holds the values of the groups the blocks cover whole, already built (by group
+// number; see fullGroups).
+func (s *Store) putBlocks(txn *badger.Txn, ino uint64, blocks []newBlock, oldSize uint64, d *Delta, full map[uint64][]byte) error {
 	for i := 0; i < len(blocks); {
 		g, _ := groupOf(blocks[i].blk)
 		j := i
@@ -670,7 +665,6 @@ func buildGroup(blocks []newBlock, data []byte, g uint64) {
 		val = codec.AppendRawRecord(val, raw, codec.FlagPending) // within capacity: no move
 		binary.LittleEndian.PutUint16(val[1+2*k:], uint16(len(val)-start))
 		blocks[k].rec = val[start:len(val):len(val)]
-		blocks[k].raw = blocks[k].rec[codec.HeaderSize:]
 	}
 	if len(val) == groupHeader {
 		val = nil // all holes
