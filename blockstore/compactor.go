@@ -248,6 +248,17 @@ func (s *Store) readGroups(marks [][]byte) ([][]byte, error) {
 	return vals, err
 }
 
+// parseMarked parses the value of the group a compactor mark names; a damaged one is logged
+// and left as it is (fsck names it).
+func (s *Store) parseMarked(mark, v []byte) (group, bool) {
+	grp, err := parseGroup(v)
+	if err != nil {
+		ino, g := decodeU64U64(mark)
+		s.log.Error("compactor: block group fails its check; left as is", "inode", ino, "block", g*GroupBlocks, "err", err)
+	}
+	return grp, err == nil
+}
+
 // fastPass codes the raw pending blocks of fresh groups with S2 (they stay pending for the
 // full recode) and clears the groups' fresh marks.
 func (s *Store) fastPass(c *compactor, marks [][]byte) error {
@@ -261,10 +272,8 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 		if old == nil {
 			continue
 		}
-		grp, err := parseGroup(old)
-		if err != nil {
-			ino, g := decodeU64U64(marks[i])
-			s.log.Error("compactor: block group fails its check; left as is", "inode", ino, "block", g*GroupBlocks, "err", err)
+		grp, ok := s.parseMarked(marks[i], old)
+		if !ok {
 			continue
 		}
 		changed := false
@@ -350,10 +359,8 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 		if v == nil {
 			continue
 		}
-		grp, err := parseGroup(v)
-		if err != nil {
-			ino, g := decodeU64U64(marks[gi])
-			s.log.Error("compactor: block group fails its check; left as is", "inode", ino, "block", g*GroupBlocks, "err", err)
+		grp, ok := s.parseMarked(marks[gi], v)
+		if !ok {
 			continue
 		}
 		for slot, rec := range grp {

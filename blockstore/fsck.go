@@ -294,12 +294,13 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 			}
 			if pastEOF {
 				// Repair keeps the group without the blocks past the end.
+				kept := grp.marshal()
 				if grp.empty() {
 					dels = append(dels, k, pendingKey(ino, g), freshKey(ino, g))
 				} else {
-					sets = append(sets, kv{k, grp.marshal()})
+					sets = append(sets, kv{k, kept})
 				}
-				computed.addGroup(grp.marshal(), 1)
+				computed.addGroup(kept, 1)
 			} else {
 				computed.addGroup(v, 1)
 			}
