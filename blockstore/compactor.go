@@ -227,25 +227,34 @@ func (s *Store) markedGroups(tag byte, cursor []byte, n int) ([][]byte, error) {
 	return out, err
 }
 
-// readGroups copies the group values the marker keys name (nil where the group is gone).
-func (s *Store) readGroups(marks [][]byte) ([][]byte, error) {
-	vals := make([][]byte, len(marks))
-	err := s.db.View(func(txn *badger.Txn) error {
+// readGroups copies the stored values of the groups the marker keys name (nil where the
+// group is gone) and the group values they stand for (nil where unreadable: logged).
+func (s *Store) readGroups(marks [][]byte) (stored, vals [][]byte, err error) {
+	err = s.view(func(txn *badger.Txn) error {
+		stored, vals = make([][]byte, len(marks)), make([][]byte, len(marks))
 		for i, mk := range marks {
-			item, err := txn.Get(groupKey(decodeU64U64(mk)))
+			ino, g := decodeU64U64(mk)
+			item, err := txn.Get(groupKey(ino, g))
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if vals[i], err = item.ValueCopy(nil); err != nil {
+			if stored[i], err = item.ValueCopy(nil); err != nil {
 				return err
+			}
+			vals[i], err = s.groupValue(ino, g, stored[i])
+			if errors.Is(err, errMoved) {
+				return err
+			}
+			if err != nil {
+				s.log.Error("compactor: block group fails its check; left as is", "inode", ino, "block", g*GroupBlocks, "err", err)
 			}
 		}
 		return nil
 	})
-	return vals, err
+	return stored, vals, err
 }
 
 // parseMarked parses the value of the group a compactor mark names; a damaged one is logged
@@ -262,13 +271,13 @@ func (s *Store) parseMarked(mark, v []byte) (group, bool) {
 // fastPass codes the raw pending blocks of fresh groups with S2 (they stay pending for the
 // full recode) and clears the groups' fresh marks.
 func (s *Store) fastPass(c *compactor, marks [][]byte) error {
-	olds, err := s.readGroups(marks)
+	olds, vals, err := s.readGroups(marks)
 	if err != nil {
 		return err
 	}
 	news := make([][]byte, len(olds))
 	coded := int64(0)
-	for i, old := range olds {
+	for i, old := range vals {
 		if old == nil {
 			continue
 		}
@@ -296,7 +305,7 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 		}
 	}
 	var d Delta
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.updateData(func(txn *badger.Txn, sb *segBatch) error {
 		d = Delta{}
 		for i, mk := range marks {
 			ino, g := decodeU64U64(mk)
@@ -318,7 +327,11 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 				continue // rewritten meanwhile (and marked fresh again): the next round takes it
 			}
 			if news[i] != nil {
-				if err := txn.Set(groupKey(ino, g), news[i]); err != nil {
+				nv, err := s.storedValue(sb, ino, g, news[i])
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(groupKey(ino, g), nv); err != nil {
 					return err
 				}
 				d.addGroup(olds[i], -1)
@@ -350,7 +363,7 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 		raw  []byte
 		rec  []byte // new record
 	}
-	olds, err := s.readGroups(marks)
+	_, olds, err := s.readGroups(marks)
 	if err != nil {
 		return err
 	}
@@ -411,7 +424,7 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 	}
 	var d Delta
 	var done, skipped, rawBytes, saved int64
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.updateData(func(txn *badger.Txn, sb *segBatch) error {
 		d = Delta{}
 		done, skipped, rawBytes, saved = 0, 0, 0, 0
 		for gi, mk := range marks {
@@ -431,8 +444,12 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 			if err != nil {
 				return err
 			}
-			grp, err := parseGroup(v)
-			if err != nil {
+			gv, err := s.groupValue(ino, g, v)
+			if errors.Is(err, errMoved) {
+				return err
+			}
+			grp, perr := parseGroup(gv)
+			if err != nil || perr != nil {
 				continue // reported above; fsck names it
 			}
 			swapped := 0
@@ -449,7 +466,11 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 			done += int64(swapped)
 			if swapped > 0 {
 				nv := grp.marshal()
-				if err := txn.Set(key, nv); err != nil {
+				sv, err := s.storedValue(sb, ino, g, nv)
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(key, sv); err != nil {
 					return err
 				}
 				d.addGroup(v, -1)

@@ -39,22 +39,30 @@ func (d *Delta) addBlock(rec []byte, sign int64) {
 	if len(rec) < codec.HeaderSize {
 		return
 	}
-	h, _, err := codec.ParseHeader(rec)
-	id := int(rec[0])
-	if id >= len(d.codec) {
+	raw, flags := -1, byte(0)
+	if h, _, err := codec.ParseHeader(rec); err == nil {
+		raw, flags = int(h.RawLen), h.Flags
+	}
+	d.addRecord(rec[0], flags, raw, len(rec), sign)
+}
+
+// addRecord accounts for a record of codec id with its header's flags and raw length (-1:
+// unreadable header) and stored length.
+func (d *Delta) addRecord(id byte, flags byte, raw, stored int, sign int64) {
+	if int(id) >= len(d.codec) {
 		id = 0
 	}
 	u := &d.codec[id]
 	if sign < 0 {
-		d.freed += int64(len(rec))
+		d.freed += int64(stored)
 	}
 	u.Blocks += sign
-	u.Stored += sign * int64(len(rec))
-	if err == nil {
-		u.Raw += sign * int64(h.RawLen)
-		if h.Flags&codec.FlagPending != 0 {
+	u.Stored += sign * int64(stored)
+	if raw >= 0 {
+		u.Raw += sign * int64(raw)
+		if flags&codec.FlagPending != 0 {
 			d.Pending += sign
-			d.PendingRaw += sign * int64(h.RawLen)
+			d.PendingRaw += sign * int64(raw)
 		}
 	}
 }
@@ -82,8 +90,18 @@ func (c Counters) Stored() (blocks, raw, stored int64) {
 }
 
 type counters struct {
-	mu sync.Mutex
-	d  Delta
+	mu       sync.Mutex
+	d        Delta
+	segFreed int64 // record bytes freed since segment GC last looked (segment_gc.go)
+}
+
+// takeSegFreed returns the record bytes freed since the last call.
+func (c *counters) takeSegFreed() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.segFreed
+	c.segFreed = 0
+	return n
 }
 
 // freedSince is the record bytes freed since resetFreed (what value-log GC may get back).
@@ -112,6 +130,7 @@ func (c *counters) add(d Delta) {
 	c.d.Pending += d.Pending
 	c.d.PendingRaw += d.PendingRaw
 	c.d.freed += d.freed
+	c.segFreed += d.freed
 	for i := range d.codec {
 		c.d.codec[i].Blocks += d.codec[i].Blocks
 		c.d.codec[i].Raw += d.codec[i].Raw

@@ -77,7 +77,7 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 	s.settle(ino)
 	n := 0
 	gen := s.cache.generation()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		f, err := getFile(txn, ino)
 		if err != nil || off >= f.Size || len(dst) == 0 {
 			return err
@@ -122,7 +122,7 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, g
 		if err != nil {
 			return err
 		}
-		err = item.Value(func(v []byte) error {
+		err = s.withGroup(item, ino, g, func(v []byte) error {
 			grp, err := parseGroup(v)
 			if err != nil {
 				return s.blockError(ino, lo, err)
@@ -195,7 +195,7 @@ func (s *Store) blockAt(txn *badger.Txn, ino, blk uint64, gen uint64) ([]byte, e
 		return nil, err
 	}
 	var rec []byte
-	err = item.Value(func(v []byte) error {
+	err = s.withGroup(item, ino, g, func(v []byte) error {
 		grp, err := parseGroup(v)
 		if err != nil {
 			return s.blockError(ino, blk, err)
@@ -432,6 +432,7 @@ type commit struct {
 	ends     map[uint64]uint64
 	mtimes   map[uint64]int64
 	d        Delta
+	sb       *segBatch // the batch's group values bound for a data segment
 	done     chan error
 }
 
@@ -460,15 +461,15 @@ func prepareCommit(batch []*writeReq) *commit {
 	return c
 }
 
-// apply writes the batch into txn.
-func (s *Store) apply(c *commit, txn *badger.Txn) error {
+// apply writes the batch into txn (group values bound for a data segment into sb).
+func (s *Store) apply(c *commit, txn *badger.Txn, sb *segBatch) error {
 	c.d = Delta{}
 	for _, ino := range c.inos {
 		cur, err := getFile(txn, ino)
 		if err != nil {
 			return err
 		}
-		if err := s.putBlocks(txn, ino, c.blocksOf[ino], cur.Size, &c.d, c.full[ino]); err != nil {
+		if err := s.putBlocks(txn, sb, ino, c.blocksOf[ino], cur.Size, &c.d, c.full[ino]); err != nil {
 			return err
 		}
 		if end := c.ends[ino]; end > cur.Size {
@@ -496,7 +497,14 @@ func (s *Store) startCommit(c *commit) {
 		return
 	}
 	txn := s.db.NewTransaction(true)
-	if err := s.apply(c, txn); err != nil {
+	c.sb = s.segs.batch()
+	err := s.apply(c, txn, c.sb)
+	if err == nil {
+		// The segment entries go out before the transaction that references them (here, in
+		// the committer, while Badger's write goroutine lands the previous batch).
+		err = c.sb.flush()
+	}
+	if err != nil {
 		txn.Discard()
 		c.done <- err
 		return
@@ -511,8 +519,9 @@ func (s *Store) startCommit(c *commit) {
 // failure for the files' next WriteAt, FlushFile or SyncFile.
 func (s *Store) finishCommit(c *commit) {
 	err := <-c.done
+	c.sb.release()
 	if errors.Is(err, badger.ErrConflict) || errors.Is(err, badger.ErrBlockedWrites) {
-		err = s.update(func(txn *badger.Txn) error { return s.apply(c, txn) })
+		err = s.updateData(func(txn *badger.Txn, sb *segBatch) error { return s.apply(c, txn, sb) })
 	}
 	// Decoded LM blocks the cache holds for these blocks are stale now (and reads that
 	// started before this commit must not put theirs back: see blockCache.gen).
@@ -634,7 +643,7 @@ func (s *Store) encodeNew(rec []byte) []byte {
 //
 // full holds the values of the groups the blocks cover whole, already built (by group
 // number; see fullGroups).
-func (s *Store) putBlocks(txn *badger.Txn, ino uint64, blocks []newBlock, oldSize uint64, d *Delta, full map[uint64][]byte) error {
+func (s *Store) putBlocks(txn *badger.Txn, sb *segBatch, ino uint64, blocks []newBlock, oldSize uint64, d *Delta, full map[uint64][]byte) error {
 	for i := 0; i < len(blocks); {
 		g, _ := groupOf(blocks[i].blk)
 		j := i
@@ -642,7 +651,7 @@ func (s *Store) putBlocks(txn *badger.Txn, ino uint64, blocks []newBlock, oldSiz
 			j++
 		}
 		val, ok := full[g]
-		if err := s.putGroup(txn, ino, g, blocks[i:j], oldSize, d, val, ok); err != nil {
+		if err := s.putGroup(txn, sb, ino, g, blocks[i:j], oldSize, d, val, ok); err != nil {
 			return err
 		}
 		i = j
@@ -712,8 +721,9 @@ func sameGroup(blocks []newBlock, built *[]byte) bool {
 }
 
 // putGroup stores the new records of blocks (all in group g) into the group; built (with
-// isBuilt) is the whole new value when blocks cover the group whole (nil: all holes).
-func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldSize uint64, d *Delta, built []byte, isBuilt bool) error {
+// isBuilt) is the whole new value when blocks cover the group whole (nil: all holes). A value
+// larger than inlineMax goes to a data segment through sb.
+func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []newBlock, oldSize uint64, d *Delta, built []byte, isBuilt bool) error {
 	key := groupKey(ino, g)
 	var grp group
 	existed := false
@@ -728,11 +738,13 @@ func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldS
 		switch {
 		case err == nil:
 			existed = true
-			err = item.Value(func(v []byte) error {
-				d.addGroup(v, -1)
-				if isBuilt {
-					return nil // nothing of the old value is kept
-				}
+			if err := item.Value(func(v []byte) error { d.addGroup(v, -1); return nil }); err != nil {
+				return err
+			}
+			if isBuilt {
+				break // nothing of the old value is kept (a reference's summary did the accounting)
+			}
+			err = s.withGroup(item, ino, g, func(v []byte) error {
 				old, err := parseGroup(v)
 				if err != nil && len(blocks) < GroupBlocks {
 					return s.blockError(ino, g*GroupBlocks, err) // the other slots cannot be kept
@@ -740,7 +752,10 @@ func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldS
 				grp = old
 				apply()
 				if !grp.empty() {
-					val = grp.marshal() // inside the callback: kept records alias the value log
+					val = grp.marshal() // inside the callback: kept records alias the value read
+					grp, _ = parseGroup(val)
+				} else {
+					grp = group{}
 				}
 				return nil
 			})
@@ -768,7 +783,11 @@ func (s *Store) putGroup(txn *badger.Txn, ino, g uint64, blocks []newBlock, oldS
 		return deleteKeys(txn, key, pendingKey(ino, g), freshKey(ino, g))
 	}
 	d.addGroup(val, 1)
-	if err := txn.Set(key, val); err != nil {
+	stored, err := s.storedValue(sb, ino, g, val)
+	if err != nil {
+		return err
+	}
+	if err := txn.Set(key, stored); err != nil {
 		return err
 	}
 	if !grp.pending() {
@@ -806,7 +825,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 	var n Inode
 	var tail []byte // the new last block's record when the cut falls inside a block
 	gen := s.cache.generation()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		var err error
 		if n, err = getFile(txn, ino); err != nil {
 			return err
@@ -835,7 +854,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 	now := time.Now().UnixNano()
 	var d Delta
 	purge := false
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.updateData(func(txn *badger.Txn, sb *segBatch) error {
 		d = Delta{}
 		cur, err := getInode(txn, ino)
 		if err != nil {
@@ -855,7 +874,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 				}
 				cut = append([]newBlock{{blk: keep - 1, rec: rec}}, cut...)
 			}
-			if err := s.putGroup(txn, ino, (keep-1)/GroupBlocks, cut, cur.Size, &d, nil, false); err != nil {
+			if err := s.putGroup(txn, sb, ino, (keep-1)/GroupBlocks, cut, cur.Size, &d, nil, false); err != nil {
 				return err
 			}
 		}
@@ -958,15 +977,15 @@ func (s *Store) SeekData(ino, off uint64, hole bool) (uint64, error) {
 				}
 				b = g * GroupBlocks
 			}
-			var grp group
+			var isHole [GroupBlocks]bool
 			if err := it.Item().Value(func(v []byte) error {
-				grp, err = parseGroup(v)
+				isHole, err = holes(v)
 				return err
 			}); err != nil {
 				return s.blockError(ino, g*GroupBlocks, err)
 			}
 			for ; b < (g+1)*GroupBlocks; b++ {
-				if (grp[b%GroupBlocks] == nil) == hole {
+				if isHole[b%GroupBlocks] == hole {
 					res = min(max(off, b*bs), n.Size)
 					if !hole && res >= n.Size {
 						return syscall.ENXIO
@@ -982,4 +1001,87 @@ func (s *Store) SeekData(ino, off uint64, hole bool) (uint64, error) {
 		return nil
 	})
 	return res, err
+}
+
+// withGroup calls fn with the group value stored as item's value (group g of ino): the value
+// itself, or the bytes it refers to in a data segment. v is valid only during fn.
+func (s *Store) withGroup(item *badger.Item, ino, g uint64, fn func(v []byte) error) error {
+	return item.Value(func(v []byte) error {
+		if isRef(v) {
+			r, err := parseRef(v)
+			if err == nil {
+				bp := groupBufs.Get().(*[]byte)
+				defer groupBufs.Put(bp)
+				v, err = s.segs.readInto(*bp, ino, g, r)
+			}
+			if errors.Is(err, errMoved) {
+				return err
+			}
+			if err != nil {
+				return s.blockError(ino, g*GroupBlocks, err)
+			}
+		}
+		return fn(v)
+	})
+}
+
+// groupBufs holds buffers for group values read from segments and used only inside a
+// withGroup callback (a whole group of raw records and its entry header fit).
+var groupBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, entryHeader+groupHeader+GroupBlocks*(codec.HeaderSize+bs))
+	return &b
+}}
+
+// groupValue returns the group value that v, the stored value of group g of ino, stands
+// for: v itself, or the bytes it refers to in a data segment.
+func (s *Store) groupValue(ino, g uint64, v []byte) ([]byte, error) {
+	if !isRef(v) {
+		return v, nil
+	}
+	r, err := parseRef(v)
+	if err != nil {
+		return nil, err
+	}
+	return s.segs.read(ino, g, r)
+}
+
+// storedValue is what is stored under group key (ino, g) for group value val: val itself
+// when small (or without a batch), else a reference to it appended through sb.
+func (s *Store) storedValue(sb *segBatch, ino, g uint64, val []byte) ([]byte, error) {
+	if len(val) <= inlineMax || sb == nil {
+		return val, nil
+	}
+	return sb.add(ino, g, val, nil)
+}
+
+// updateData is update for transactions that may store group values in data segments: fn
+// adds them to sb, whose entries are written before the transaction commits, and whose
+// reservations last until it has finished (segment GC waits for them).
+func (s *Store) updateData(fn func(txn *badger.Txn, sb *segBatch) error) error {
+	var batches []*segBatch
+	defer func() {
+		for _, b := range batches {
+			b.release()
+		}
+	}()
+	return s.update(func(txn *badger.Txn) error {
+		sb := s.segs.batch()
+		batches = append(batches, sb)
+		if err := fn(txn, sb); err != nil {
+			return err
+		}
+		return sb.flush()
+	})
+}
+
+// view runs fn in a read transaction; again, on a new snapshot, when a data segment it read
+// was rewritten by GC meanwhile (errMoved).
+func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	for attempt := 0; ; attempt++ {
+		err := s.db.View(fn)
+		if errors.Is(err, errMoved) && attempt < 100 {
+			continue
+		}
+		return err
+	}
 }

@@ -72,6 +72,7 @@ func (s *Store) startGC() {
 		poll := time.NewTicker(gcPoll)
 		defer poll.Stop()
 		last := time.Now()
+		lastSeg, segFreed, segFirst := time.Now(), int64(0), true
 		for {
 			select {
 			case <-s.gcStop:
@@ -81,6 +82,17 @@ func (s *Store) startGC() {
 			}
 			freed := s.counters.freedSince()
 			low := freed > 0 && s.spaceLow()
+			segFreed += s.counters.takeSegFreed()
+			if s.segGCAgain.Swap(false) || segFreed >= segGCFreed || (segFreed > 0 && low) || ((segFreed > 0 || segFirst) && time.Since(lastSeg) >= segGCEvery) {
+				start := time.Now()
+				n, err := s.collectSegments(s.gcStop, s.spaceLow())
+				if err != nil {
+					s.log.Warn("segment GC", "err", err)
+				} else if n > 0 {
+					s.log.Debug("segment GC", "segments_removed", n, "took", time.Since(start))
+				}
+				lastSeg, segFreed, segFirst = time.Now(), 0, false
+			}
 			if low || (freed >= gcFlushBytes && time.Since(last) >= gcFlushSpacing) {
 				s.reclaim(s.gcStop, low)
 				last = time.Now()

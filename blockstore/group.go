@@ -3,6 +3,7 @@ package blockstore
 import (
 	"encoding/binary"
 	"fmt"
+	"path/filepath"
 
 	"lmfs/codec"
 )
@@ -98,6 +99,17 @@ func (g *group) marshal() []byte {
 // addGroup accounts for every record of a group value appearing (sign 1) or going away (-1).
 // An unparsable value counts as stored bytes of an unknown codec, so the totals still add up.
 func (d *Delta) addGroup(v []byte, sign int64) {
+	if isRef(v) {
+		r, err := parseRef(v)
+		if err == nil {
+			for i := range GroupBlocks {
+				if si := r.slot(i); si.stored > 0 {
+					d.addRecord(si.codec, si.flags, si.raw, si.stored, sign)
+				}
+			}
+			return
+		}
+	}
 	g, err := parseGroup(v)
 	if err != nil {
 		d.codec[0].Stored += sign * int64(len(v))
@@ -118,6 +130,43 @@ func (d *Delta) addGroup(v []byte, sign int64) {
 func GroupKey(ino, blk uint64) ([]byte, int) {
 	g, slot := groupOf(blk)
 	return groupKey(ino, g), slot
+}
+
+// holes reports which slots of the group stored as v (inline or a reference) are holes.
+func holes(v []byte) ([GroupBlocks]bool, error) {
+	var h [GroupBlocks]bool
+	if isRef(v) {
+		r, err := parseRef(v)
+		if err != nil {
+			return h, err
+		}
+		for i := range h {
+			h[i] = r.slot(i).stored == 0
+		}
+		return h, nil
+	}
+	g, err := parseGroup(v)
+	for i := range h {
+		h[i] = g[i] == nil
+	}
+	return h, err
+}
+
+// ResolveGroup returns the group value that v, the stored value of group key (ino, g) of the
+// closed store in dir, stands for: v itself, or the bytes it refers to in a data segment (for
+// tools and tests that inspect a store's raw records; GroupKey gives the key).
+func ResolveGroup(dir string, key, v []byte) ([]byte, error) {
+	if !isRef(v) {
+		return v, nil
+	}
+	r, err := parseRef(v)
+	if err != nil {
+		return nil, err
+	}
+	ino, g := decodeU64U64(key)
+	ss := &segments{dir: filepath.Join(dir, segSubdir), readOnly: true, files: map[uint32]*segFile{}, retired: map[uint32]bool{}, dirty: map[uint32]*segFile{}}
+	defer ss.close()
+	return ss.read(ino, g, r)
 }
 
 // GroupRecord returns the record in slot of a group value (nil for a hole).

@@ -30,11 +30,15 @@ import (
 //   - the next memtable flush (2 x MemTableSize): the WAL filling up to MemTableSize, and
 //     the level-0 SSTable the flush writes (at most the memtable's size) before the WAL is
 //     deleted; the forced flush of gc.go writes the same;
+//   - data segments: the current segment is allocated ahead in steps (segAllocStep), and
+//     segment GC copies a segment's live entries before it deletes the file (segGCRoom: GC
+//     skips a segment whose live bytes would take more, see roomFor);
 //   - spaceSlack: writes already past the check when free space ran out (at most one
 //     1 MiB chunk per concurrent writer), MANIFEST/DISCARD updates, small compaction output.
 //
 // With the options in store.go (16 MiB value-log files, 32 MiB memtables) that is 16 + 64 +
-// 16 = 96 MiB. Space freed by deletes comes back through value-log GC (gc.go), which runs
+// 16 + 32 + 16 = 144 MiB. Data segments themselves are written with
+// pwrite, which reports ENOSPC as an error (a failed write), never a fault. Space freed by deletes comes back through value-log GC (gc.go), which runs
 // sooner while the guard is refusing writes.
 //
 // statfs is cheap but not free: its result is reused for up to spaceRecheck, with the bytes
@@ -48,7 +52,24 @@ const (
 
 // spaceReserve is the free space below which new data is refused (see above).
 func spaceReserve(o badger.Options) int64 {
-	return o.ValueLogFileSize + 2*o.MemTableSize + spaceSlack
+	return o.ValueLogFileSize + 2*o.MemTableSize + segAllocStep + segGCRoom + spaceSlack
+}
+
+// segGCRoom is the part of the reserve segment GC may use for the live entries it moves.
+const segGCRoom = 32 << 20
+
+// roomFor reports whether background work may write n more bytes now: free space stays
+// above the reserve less segGCRoom.
+func (s *Store) roomFor(n int64) bool {
+	g := &s.space
+	if g.reserve <= 0 {
+		return true
+	}
+	queued := s.queuedBytes.Load()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.statfs(time.Now())
+	return g.free-g.since-queued-n >= g.reserve-segGCRoom
 }
 
 type spaceGuard struct {

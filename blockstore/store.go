@@ -32,8 +32,11 @@ import (
 )
 
 // FormatVersion is the store format this build writes and the newest it reads. Format 1
-// (a Badger key per block) is upgraded in place when opened for writing (upgrade.go).
-const FormatVersion = 2
+// (a Badger key per block) is upgraded in place when opened for writing (upgrade.go). Format
+// 2 (block groups, all in Badger) is read as it is: format 3 adds data segments (segment.go)
+// for groups written from now on, so opening a format-2 store for writing only records the
+// new number (older lmfs builds cannot follow segment references).
+const FormatVersion = 3
 
 // Badger file sizes: 16 MiB value-log files (value-log GC frees space in steps of one file,
 // and never the file being written: gc.go), 32 MiB memtables.
@@ -92,11 +95,13 @@ type Store struct {
 	log    *slog.Logger
 	format Format
 
-	prealloc *preallocator // allocates Badger's new files (prealloc.go)
-	counters *counters
-	locks    inodeLocks
-	secX     secXattrs                             // inodes with security.* xattrs (xattr.go)
-	queues   [len(inodeLocks{}.stripes)]writeQueue // writes waiting for each lock stripe (data.go)
+	prealloc   *preallocator // allocates Badger's new files (prealloc.go)
+	segs       *segments     // data segments: group values too big for Badger (segment.go)
+	segGCAgain atomic.Bool   // segment GC sealed the current segment: look again (segment_gc.go)
+	counters   *counters
+	locks      inodeLocks
+	secX       secXattrs                             // inodes with security.* xattrs (xattr.go)
+	queues     [len(inodeLocks{}.stripes)]writeQueue // writes waiting for each lock stripe (data.go)
 	// queuedBytes: written but not yet landed, counted against the free-space reserve.
 	queuedBytes atomic.Int64
 	cache       *blockCache
@@ -148,10 +153,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // block records are already compressed
 		WithSyncWrites(opts.SyncWrites).
-		// Block records go to the value log (written once, append only); the LSM tree holds
-		// keys, metadata and pointers, so its compactions stay cheap. Space of deleted and
-		// overwritten blocks comes back through value-log GC (gc.go).
-		WithValueThreshold(64).
+		// Big block groups go to data segments (segment.go), small ones and format-2 groups
+		// to the value log (written once, append only); the LSM tree holds keys, metadata
+		// and segment references (refSize bytes), so its compactions stay cheap. Space of
+		// deleted and overwritten blocks comes back through GC (gc.go, segment_gc.go).
+		WithValueThreshold(128).
 		WithNumVersionsToKeep(1).
 		WithReadOnly(opts.ReadOnly).
 		WithMemTableSize(memTableSize).
@@ -187,7 +193,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	for i := range s.queues {
 		s.queues[i].cond.L = &s.queues[i].mu
 	}
+	if s.segs, err = openSegments(dir, opts.ReadOnly); err != nil {
+		db.Close()
+		pre.stop()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
 	if err := s.init(created); err != nil {
+		s.segs.close()
 		db.Close()
 		pre.stop()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
@@ -314,10 +326,14 @@ func (s *Store) init(created bool) error {
 		return fmt.Errorf("%w (format %d, this lmfs reads up to %d)", ErrNewerFormat, s.format.Version, FormatVersion)
 	case s.format.BlockSize != codec.BlockSize:
 		return fmt.Errorf("store block size %d is not supported (this lmfs uses %d)", s.format.BlockSize, codec.BlockSize)
-	case s.format.Version < FormatVersion && s.opts.ReadOnly:
+	case s.format.Version == 1 && s.opts.ReadOnly:
 		return fmt.Errorf("store format %d must be upgraded first: mount it (or run lmfs fsck --repair) with this lmfs", s.format.Version)
-	case s.format.Version < FormatVersion:
+	case s.format.Version == 1:
 		if err := s.upgradeV1(); err != nil {
+			return err
+		}
+	case s.format.Version < FormatVersion && !s.opts.ReadOnly:
+		if err := s.recordFormat(); err != nil {
 			return err
 		}
 	}
@@ -343,6 +359,10 @@ func (s *Store) Close() error {
 	if !s.opts.ReadOnly {
 		err = s.saveCounters(true)
 	}
+	// Segment bytes are durable before Badger's references to them are (db.Close syncs).
+	if serr := s.segs.close(); err == nil {
+		err = serr
+	}
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
 	}
@@ -360,6 +380,9 @@ func (s *Store) Sync() error {
 	}
 	s.settleAll()
 	if err := s.saveCounters(false); err != nil {
+		return err
+	}
+	if err := s.segs.sync(); err != nil { // segment bytes first, then the references to them
 		return err
 	}
 	return s.db.Sync()

@@ -257,6 +257,9 @@ func TestCorruptBlockIsEIO(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, _ := item.ValueCopy(nil)
+	if v, err = s.groupValue(ino, 0, v); err != nil { // stored back inline below
+		t.Fatal(err)
+	}
 	rec, err := GroupRecord(v, slot)
 	if err != nil {
 		t.Fatal(err)
@@ -313,9 +316,9 @@ func TestRenameExchangeAndNoReplace(t *testing.T) {
 func TestDamagedNewestValueLog(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 100; i++ { // small files: their groups are Badger values (segment.go)
 		ino := newFile(t, s, fmt.Sprintf("f%d", i))
-		data := make([]byte, 50000)
+		data := make([]byte, inlineMax-100)
 		rand.New(rand.NewSource(int64(i))).Read(data)
 		if err := s.WriteAt(ino, data, 0); err != nil {
 			t.Fatal(err)

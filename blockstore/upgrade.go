@@ -27,7 +27,7 @@ const (
 const upgradeBatch = 1024
 
 func (s *Store) upgradeV1() error {
-	s.log.Warn("upgrading store from format 1 to format 2 (block groups)", "store", s.dir)
+	s.log.Warn("upgrading store from format 1 (block groups)", "store", s.dir, "to_format", FormatVersion)
 	trims, err := s.trimMarks() // ino -> first block a truncation left to delete
 	if err != nil {
 		return err
@@ -42,18 +42,27 @@ func (s *Store) upgradeV1() error {
 		}
 	}
 	// Leftovers: pending marks of blocks that are gone, finished truncations; then the format.
-	s.format.Version = FormatVersion
-	fb, _ := json.Marshal(s.format)
 	err = s.update(func(txn *badger.Txn) error {
 		for _, tag := range []byte{tagPendingV1, tagTrim} {
 			if err := deletePrefix(txn, []byte{tag}); err != nil {
 				return err
 			}
 		}
-		return txn.Set([]byte{tagFormat}, fb)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("upgrade from format 1: %w", err)
+	}
+	return s.recordFormat()
+}
+
+// recordFormat records that the store is now in this build's format (FormatVersion): in
+// Badger, durably, then in the marker file.
+func (s *Store) recordFormat() error {
+	s.format.Version = FormatVersion
+	fb, _ := json.Marshal(s.format)
+	if err := s.update(func(txn *badger.Txn) error { return txn.Set([]byte{tagFormat}, fb) }); err != nil {
+		return fmt.Errorf("record store format: %w", err)
 	}
 	if err := s.db.Sync(); err != nil {
 		return err

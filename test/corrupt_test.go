@@ -42,6 +42,9 @@ func getBlock(t *testing.T, db *badger.DB, ino, blk uint64) []byte {
 		if err != nil {
 			return err
 		}
+		if v, err = blockstore.ResolveGroup(db.Opts().Dir, key, v); err != nil {
+			return err
+		}
 		rec, err = blockstore.GroupRecord(v, slot)
 		return err
 	})
@@ -59,6 +62,10 @@ func setBlock(t *testing.T, db *badger.DB, ino, blk uint64, rec []byte) {
 		var v []byte
 		if item, err := txn.Get(key); err == nil {
 			if v, err = item.ValueCopy(nil); err != nil {
+				return err
+			}
+			// Stored back inline (any size is valid inline): the segment entry is garbage now.
+			if v, err = blockstore.ResolveGroup(db.Opts().Dir, key, v); err != nil {
 				return err
 			}
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {

@@ -1,0 +1,252 @@
+package blockstore
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Segment GC: a data segment is never written again once sealed, so the space of the groups
+// in it that were overwritten or deleted comes back only when the segment is rewritten: its
+// live entries appended to the current segment (references updated, each in a transaction
+// that rereads the reference, so a concurrent write wins), then the file deleted.
+//
+// Which entries are live is what the index says: one scan of the group keys (references are
+// small LSM values) sums the live bytes per segment; a sealed segment whose garbage is at
+// least gcRatio of it (gcRatioLow while free space is short) and segGCMin is rewritten. Only
+// sealed segments without unfinished reservations are looked at: no new reference into them
+// can appear after that, so the references a second scan collects are all there are, and
+// once each is moved (or found replaced) the file can go. The moved entries and the new
+// references are made durable before the file is deleted. A reader whose snapshot still has
+// an old reference gets errMoved and retries (segment.go).
+
+// segGCMin: garbage below this is not worth a rewrite.
+const segGCMin = 4 << 20
+
+// segGCEvery is how often the GC loop looks at segments without being asked; segGCFreed of
+// records freed makes it look at the next poll.
+const (
+	segGCEvery = time.Minute
+	segGCFreed = 32 << 20
+)
+
+// segMoveBatch bounds the payload bytes one move transaction carries.
+const segMoveBatch = 4 << 20
+
+// sealed returns the segments that are neither being appended to nor removed, with sizes.
+func (ss *segments) sealed() (map[uint32]int64, error) {
+	ids, err := ss.list()
+	if err != nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := map[uint32]int64{}
+	for _, id := range ids {
+		if ss.retired[id] || (ss.cur != nil && id == ss.cur.id) {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(ss.dir, segName(id))); err == nil {
+			out[id] = st.Size()
+		}
+	}
+	return out, nil
+}
+
+// idle reports whether no reservation in segment id is unfinished.
+func (ss *segments) idle(id uint32) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	sf := ss.files[id]
+	return sf == nil || sf.inUse == 0
+}
+
+// collectSegments rewrites the data segments worth it (low: free space is short) and
+// returns how many it removed.
+func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
+	sizes, err := s.segs.sealed()
+	if err != nil {
+		return 0, err
+	}
+	curID, curLen, hasCur := s.segs.current()
+	if len(sizes) == 0 && !hasCur {
+		return 0, nil
+	}
+	for id := range sizes {
+		for !s.segs.idle(id) {
+			select {
+			case <-stop:
+				return 0, nil
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	live := map[uint32]int64{}
+	err = s.scanRefs(func(_ []byte, v []byte, r groupRef) {
+		live[r.seg] += entrySize(r.n)
+	})
+	if err != nil {
+		return 0, err
+	}
+	ratio := gcRatio
+	if low {
+		ratio = gcRatioLow
+	}
+	worth := func(id uint32, size int64) bool {
+		data := max(size-segHeader, 1)
+		garbage := data - live[id]
+		return live[id] == 0 || (garbage >= segGCMin && float64(garbage) >= ratio*float64(data))
+	}
+	var pick []uint32
+	for id, size := range sizes {
+		if worth(id, size) {
+			pick = append(pick, id)
+		}
+	}
+	if hasCur && curLen-segHeader >= segGCMin && worth(curID, curLen) {
+		// The segment being appended to is mostly garbage already (a big file written and
+		// deleted): seal it, so the next pass can rewrite it. (Its live bytes may be
+		// undercounted while appends are in flight: then the next pass finds it live.)
+		s.segs.seal(curID)
+		s.segGCAgain.Store(true)
+		defer s.kickGC()
+	}
+	if len(pick) == 0 {
+		return 0, nil
+	}
+	slices.Sort(pick)
+	type ent struct {
+		key, stored []byte
+		r           groupRef
+	}
+	moves := map[uint32][]ent{}
+	for _, id := range pick {
+		moves[id] = nil
+	}
+	err = s.scanRefs(func(k, v []byte, r groupRef) {
+		if es, ok := moves[r.seg]; ok {
+			v = bytes.Clone(v)
+			r, _ = parseRef(v) // its summary must not alias the iterator's buffer
+			moves[r.seg] = append(es, ent{bytes.Clone(k), v, r})
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, id := range pick {
+		select {
+		case <-stop:
+			return removed, nil
+		default:
+		}
+		es := moves[id]
+		if !s.roomFor(live[id]) {
+			s.log.Debug("segment GC: no room to move a segment's live entries now", "segment", id, "live", live[id])
+			continue
+		}
+		slices.SortFunc(es, func(a, b ent) int { return int(a.r.off) - int(b.r.off) })
+		intact := true
+		for i := 0; i < len(es); {
+			j, n := i, 0
+			for j < len(es) && (j == i || n+int(es[j].r.n) <= segMoveBatch) {
+				n += int(es[j].r.n)
+				j++
+			}
+			chunk := es[i:j]
+			payloads := make([][]byte, len(chunk))
+			for k, e := range chunk {
+				ino, g := decodeU64U64(e.key)
+				p, err := s.segs.read(ino, g, e.r)
+				if err == nil {
+					err = checkPayload(e.stored, p)
+				}
+				if err != nil {
+					// Never copied on, never deleted: fsck reports it.
+					s.log.Error("segment GC: block group fails its check; its segment is kept", "inode", ino, "block", g*GroupBlocks, "segment", id, "err", err)
+					intact = false
+					continue
+				}
+				payloads[k] = p
+			}
+			err := s.updateData(func(txn *badger.Txn, sb *segBatch) error {
+				for k, e := range chunk {
+					if payloads[k] == nil {
+						continue
+					}
+					item, err := txn.Get(e.key)
+					if errors.Is(err, badger.ErrKeyNotFound) {
+						continue
+					}
+					if err != nil {
+						return err
+					}
+					same := false
+					if err := item.Value(func(v []byte) error { same = bytes.Equal(v, e.stored); return nil }); err != nil {
+						return err
+					}
+					if !same {
+						continue // replaced meanwhile
+					}
+					ino, g := decodeU64U64(e.key)
+					nv, err := sb.add(ino, g, payloads[k], e.r.summary)
+					if err != nil {
+						return err
+					}
+					if err := txn.Set(e.key, nv); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return removed, err
+			}
+			i = j
+		}
+		if !intact {
+			continue
+		}
+		if err := s.segs.sync(); err != nil {
+			return removed, err
+		}
+		if err := s.db.Sync(); err != nil {
+			return removed, err
+		}
+		if err := s.segs.retire(id); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// scanRefs calls fn for every group key that holds a segment reference.
+func (s *Store) scanRefs(fn func(k, v []byte, r groupRef)) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		o := badger.DefaultIteratorOptions
+		o.Prefix = []byte{tagGroup}
+		it := txn.NewIterator(o)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			err := item.Value(func(v []byte) error {
+				if isRef(v) {
+					if r, err := parseRef(v); err == nil {
+						fn(item.Key(), v, r)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
