@@ -16,11 +16,12 @@ import (
 
 // downgradeToV1 rewrites a closed format-2 store into the format-1 layout (a key per block),
 // as an older lmfs left it.
-func downgradeToV1(t *testing.T, dir string) { downgradeSome(t, dir, nil) }
+func downgradeToV1(t *testing.T, dir string) { downgradeSome(t, dir, nil, 1) }
 
 // downgradeSome is downgradeToV1 that leaves the groups for which keep is true in format 2,
 // as an upgrade interrupted by a crash leaves a store.
-func downgradeSome(t *testing.T, dir string, keep func(ino, g uint64) bool) {
+// With version 2 (keep: all), the result is a format-2 store: groups inline, no segments.
+func downgradeSome(t *testing.T, dir string, keep func(ino, g uint64) bool, version int) {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithValueThreshold(64).WithNumVersionsToKeep(1))
 	if err != nil {
@@ -71,7 +72,7 @@ func downgradeSome(t *testing.T, dir string, keep func(ino, g uint64) bool) {
 		wb.Delete(pendingKey(ino, g))
 		wb.Delete(freshKey(ino, g))
 	}
-	f := Format{Magic: "lmfs", Version: 1, BlockSize: codec.BlockSize, Created: "2026-11-01T00:00:00Z"}
+	f := Format{Magic: "lmfs", Version: version, BlockSize: codec.BlockSize, Created: "2026-11-01T00:00:00Z"}
 	fb, _ := json.Marshal(f)
 	wb.Set([]byte{tagFormat}, fb)
 	if err := wb.Flush(); err != nil {
@@ -81,7 +82,7 @@ func downgradeSome(t *testing.T, dir string, keep func(ino, g uint64) bool) {
 		t.Fatal(err)
 	}
 	os.RemoveAll(filepath.Join(dir, segSubdir))
-	os.WriteFile(filepath.Join(dir, markerFile), []byte("lmfs store format 1\nblock size 2048\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, markerFile), []byte(fmt.Sprintf("lmfs store format %d\nblock size 2048\n", version)), 0o600)
 	os.WriteFile(filepath.Join(dir, closedMarker), nil, 0o600)
 }
 
@@ -154,7 +155,7 @@ func TestUpgradeResumes(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	downgradeSome(t, dir, func(ino, g uint64) bool { return g%2 == 0 })
+	downgradeSome(t, dir, func(ino, g uint64) bool { return g%2 == 0 }, 1)
 	s = openTest(t, dir)
 	defer s.Close()
 	for ino, w := range want {
@@ -174,4 +175,46 @@ func mustScan(t *testing.T, s *Store) Delta {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestOpenFormat2: a format-2 store (every group a Badger value) reads as it is, read-only
+// too; opened for writing it says format 3 from then on, and new data goes to segments.
+func TestOpenFormat2(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	ino := newFile(t, s, "f")
+	data := bytes.Repeat([]byte("format two\n"), 30000)
+	if err := s.WriteAt(ino, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	downgradeSome(t, dir, func(uint64, uint64) bool { return true }, 2)
+	ro, err := Open(dir, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of a format-2 store: %v", err)
+	}
+	if got := readAll(t, ro, ino); !bytes.Equal(got, data) {
+		t.Fatal("format-2 file differs (read-only)")
+	}
+	ro.Close()
+	s = openTest(t, dir)
+	defer s.Close()
+	if s.Format().Version != FormatVersion {
+		t.Fatalf("format after a read-write open: %d", s.Format().Version)
+	}
+	more := bytes.Repeat([]byte("format three\n"), 10000)
+	if err := s.WriteAt(ino, more, uint64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, s, ino); !bytes.Equal(got, append(data, more...)) {
+		t.Fatal("file differs after appending in format 3")
+	}
+	if len(segFiles(t, dir)) == 0 {
+		t.Fatal("no data segment after writing to an opened format-2 store")
+	}
+	if r, err := s.Fsck(FsckOptions{}); err != nil || !r.Clean {
+		t.Fatalf("fsck: %v %+v", err, r)
+	}
 }
