@@ -92,8 +92,10 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 }
 
 // readRange fills dst with the file's bytes at off (all inside the file), decoding only the
-// blocks it covers: classical records straight from the value log, LM records in one batch
-// (one model call per step for all of them) and through the cache. Call with the inode's lock.
+// blocks it covers: classical records as they are read, LM records in one batch (one model
+// call per step for all of them) and through the cache. Groups stored in data segments are
+// read with one pread per run of adjacent entries (a sequential read: one per request). Call
+// with the inode's lock.
 func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, gen uint64) error {
 	end := off + uint64(len(dst))
 	first, last := blockRange(off, uint64(len(dst)))
@@ -109,10 +111,53 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, g
 	}
 	var lm []lmRead
 	scratch := make([]byte, 0, bs)
-	for g := first / GroupBlocks; g <= last/GroupBlocks; g++ {
+	// fillGroup fills the part of dst group g covers from its value v.
+	fillGroup := func(g uint64, v []byte) error {
 		lo, hi := max(first, g*GroupBlocks), min(last, g*GroupBlocks+GroupBlocks-1)
+		grp, err := parseGroup(v)
+		if err != nil {
+			return s.blockError(ino, lo, err)
+		}
+		for b := lo; b <= hi; b++ {
+			out, at := part(b)
+			rec := grp[b%GroupBlocks]
+			switch {
+			case rec == nil:
+				clear(out)
+			case rec[0] == byte(codec.LM):
+				if data, ok := s.cache.get(ino, b); ok {
+					fill(out, data, at)
+				} else {
+					lm = append(lm, lmRead{b, bytes.Clone(rec)}) // decoded below, in one batch
+				}
+			case at == 0 && len(out) == bs:
+				// A whole block: decoded straight into dst.
+				data, err := codec.Decode(out[:0:bs], rec)
+				if err != nil {
+					return s.blockError(ino, b, err)
+				}
+				if len(data) > 0 && &data[0] != &out[0] {
+					copy(out, data) // a codec that did not decode in place
+				}
+				clear(out[len(data):])
+			default:
+				if scratch, err = codec.Decode(scratch[:0], rec); err != nil {
+					return s.blockError(ino, b, err)
+				}
+				fill(out, scratch, at)
+			}
+		}
+		return nil
+	}
+	type refRead struct {
+		g uint64
+		r groupRef
+	}
+	var refs []refRead
+	for g := first / GroupBlocks; g <= last/GroupBlocks; g++ {
 		item, err := txn.Get(groupKey(ino, g))
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			lo, hi := max(first, g*GroupBlocks), min(last, g*GroupBlocks+GroupBlocks-1)
 			for b := lo; b <= hi; b++ {
 				out, _ := part(b)
 				clear(out)
@@ -122,35 +167,47 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, g
 		if err != nil {
 			return err
 		}
-		err = s.withGroup(item, ino, g, func(v []byte) error {
-			grp, err := parseGroup(v)
+		err = item.Value(func(v []byte) error {
+			if !isRef(v) {
+				return fillGroup(g, v)
+			}
+			r, err := parseRef(v)
 			if err != nil {
-				return s.blockError(ino, lo, err)
+				return s.blockError(ino, g*GroupBlocks, err)
 			}
-			for b := lo; b <= hi; b++ {
-				out, at := part(b)
-				rec := grp[b%GroupBlocks]
-				switch {
-				case rec == nil:
-					clear(out)
-				case rec[0] == byte(codec.LM):
-					if data, ok := s.cache.get(ino, b); ok {
-						fill(out, data, at)
-					} else {
-						lm = append(lm, lmRead{b, bytes.Clone(rec)}) // decoded below, outside the value log's lock
-					}
-				default:
-					if scratch, err = codec.Decode(scratch[:0], rec); err != nil {
-						return s.blockError(ino, b, err)
-					}
-					fill(out, scratch, at)
-				}
-			}
+			r.summary = nil // not needed; v is not valid after the callback
+			refs = append(refs, refRead{g, r})
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+	}
+	for i := 0; i < len(refs); {
+		// A run of entries that lie one after the other in one segment.
+		j, next := i+1, int64(refs[i].r.off)+entrySize(refs[i].r.n)
+		for j < len(refs) && refs[j].r.seg == refs[i].r.seg && int64(refs[j].r.off) == next {
+			next += entrySize(refs[j].r.n)
+			j++
+		}
+		span, err := s.segs.readSpan(refs[i].r.seg, int64(refs[i].r.off), next-int64(refs[i].r.off))
+		if errors.Is(err, errMoved) {
+			return err
+		}
+		if err != nil {
+			return s.blockError(ino, refs[i].g*GroupBlocks, err)
+		}
+		for k := i; k < j; k++ {
+			rr := refs[k]
+			e := span[int64(rr.r.off)-int64(refs[i].r.off):][:entrySize(rr.r.n)]
+			if err := checkEntryHeader(e, ino, rr.g, rr.r); err != nil {
+				return s.blockError(ino, rr.g*GroupBlocks, err)
+			}
+			if err := fillGroup(rr.g, e[entryHeader:]); err != nil {
+				return err
+			}
+		}
+		i = j
 	}
 	if len(lm) == 0 {
 		return nil

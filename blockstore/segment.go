@@ -403,6 +403,20 @@ func (ss *segments) readInto(buf []byte, ino, g uint64, r groupRef) ([]byte, err
 	return buf[entryHeader:], nil
 }
 
+// readSpan reads n bytes of segment id at off (several entries, checked by the caller).
+func (ss *segments) readSpan(id uint32, off, n int64) ([]byte, error) {
+	sf, err := ss.acquire(id)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.release(sf)
+	buf := make([]byte, n)
+	if _, err := sf.f.ReadAt(buf, off); err != nil {
+		return nil, fmt.Errorf("%w: data segment %d offset %d: %v", codec.ErrCorrupt, id, off, err)
+	}
+	return buf, nil
+}
+
 // sync makes everything written to segments so far durable (before Badger's sync, so no
 // durable reference points at bytes that are not).
 func (ss *segments) sync() error {
