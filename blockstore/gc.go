@@ -7,7 +7,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Value-log garbage collection: block records live in Badger's value log, so the space of
+// Value-log garbage collection (the loop below also runs segment GC, segment_gc.go, for the
+// groups in data segments): small block groups live in Badger's value log, so the space of
 // deleted and overwritten blocks comes back only when a value-log file with enough garbage is
 // rewritten (its live records copied to the current file, the old file deleted). A background
 // loop does that, so the store's size on disk follows its data.
