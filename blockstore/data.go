@@ -190,22 +190,33 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, g
 			next += entrySize(refs[j].r.n)
 			j++
 		}
-		span, err := s.segs.readSpan(refs[i].r.seg, int64(refs[i].r.off), next-int64(refs[i].r.off))
+		span, sf, err := s.segs.mapSpan(refs[i].r.seg, int64(refs[i].r.off), next-int64(refs[i].r.off))
 		if errors.Is(err, errMoved) {
 			return err
 		}
 		if err != nil {
 			return s.blockError(ino, refs[i].g*GroupBlocks, err)
 		}
-		for k := i; k < j; k++ {
-			rr := refs[k]
-			e := span[int64(rr.r.off)-int64(refs[i].r.off):][:entrySize(rr.r.n)]
-			if err := checkEntryHeader(e, ino, rr.g, rr.r); err != nil {
-				return s.blockError(ino, rr.g*GroupBlocks, err)
+		err = readMapped(func() error {
+			for k := i; k < j; k++ {
+				rr := refs[k]
+				e := span[int64(rr.r.off)-int64(refs[i].r.off):][:entrySize(rr.r.n)]
+				if err := checkEntryHeader(e, ino, rr.g, rr.r); err != nil {
+					return s.blockError(ino, rr.g*GroupBlocks, err)
+				}
+				if err := fillGroup(rr.g, e[entryHeader:]); err != nil {
+					return err
+				}
 			}
-			if err := fillGroup(rr.g, e[entryHeader:]); err != nil {
-				return err
-			}
+			return nil
+		})
+		s.segs.release(sf)
+		var be *BlockError
+		if err != nil && !errors.As(err, &be) {
+			err = s.blockError(ino, refs[i].g*GroupBlocks, err) // a fault under the mapping
+		}
+		if err != nil {
+			return err
 		}
 		i = j
 	}

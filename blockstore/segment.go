@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,6 +194,17 @@ type segFile struct {
 	gone  bool  // dropped from the table: closed when refs reaches 0
 	inUse int   // reservations whose transaction has not finished (GC waits for 0)
 	alloc int64 // bytes allocated ahead (fallocate) while it is the current segment
+	m     []byte // read-only mapping (readers use it while they hold a ref), nil until needed
+	size  int64  // the file's size when last looked at (what the mapping may be read up to)
+}
+
+// closeFile unmaps and closes the segment (no one holds it).
+func (sf *segFile) closeFile() {
+	if sf.m != nil {
+		unix.Munmap(sf.m)
+		sf.m = nil
+	}
+	sf.f.Close()
 }
 
 // segments is the store's set of data segments.
@@ -362,7 +375,7 @@ func (ss *segments) acquire(id uint32) (*segFile, error) {
 func (ss *segments) evict() {
 	for id, sf := range ss.files {
 		if sf != ss.cur && sf.refs == 0 && ss.dirty[id] == nil {
-			sf.f.Close()
+			sf.closeFile()
 			delete(ss.files, id)
 		}
 	}
@@ -373,7 +386,7 @@ func (ss *segments) release(sf *segFile) {
 	defer ss.mu.Unlock()
 	sf.refs--
 	if sf.gone && sf.refs == 0 {
-		sf.f.Close()
+		sf.closeFile()
 	}
 }
 
@@ -403,18 +416,65 @@ func (ss *segments) readInto(buf []byte, ino, g uint64, r groupRef) ([]byte, err
 	return buf[entryHeader:], nil
 }
 
-// readSpan reads n bytes of segment id at off (several entries, checked by the caller).
-func (ss *segments) readSpan(id uint32, off, n int64) ([]byte, error) {
+// mapSpan returns n bytes of segment id at off (several entries, checked by the caller)
+// inside the segment's read-only mapping, and the handle to release once they have been
+// used. Reading the mapping saves a copy and a system call per run over pread: sequential
+// reads of a 256 MiB file ran at 2.7-3.3 GB/s instead of 1.4-1.6 (cold cache, this machine).
+// The span lies inside the file (checked against its size), so only an I/O error can fault:
+// callers read it under readMapped.
+func (ss *segments) mapSpan(id uint32, off, n int64) ([]byte, *segFile, error) {
 	sf, err := ss.acquire(id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer ss.release(sf)
-	buf := make([]byte, n)
-	if _, err := sf.f.ReadAt(buf, off); err != nil {
-		return nil, fmt.Errorf("%w: data segment %d offset %d: %v", codec.ErrCorrupt, id, off, err)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if off < 0 || off+n > sf.size {
+		if st, err := sf.f.Stat(); err == nil {
+			sf.size = st.Size()
+		}
 	}
-	return buf, nil
+	if sf.m == nil && err == nil {
+		sf.m, err = unix.Mmap(int(sf.f.Fd()), 0, int(segmentSize), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			sf.m = nil
+		}
+	}
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%w: data segment %d: map: %v", codec.ErrCorrupt, id, err)
+	case off < 0 || off+n > sf.size || off+n > int64(len(sf.m)):
+		err = fmt.Errorf("%w: data segment %d has no bytes %d-%d (it holds %d)", codec.ErrCorrupt, id, off, off+n, sf.size)
+	}
+	if err != nil {
+		sf.refs--
+		if sf.gone && sf.refs == 0 {
+			sf.closeFile()
+		}
+		return nil, nil, err
+	}
+	return sf.m[off : off+n : off+n], sf, nil
+}
+
+// readMapped runs fn, which reads segment mappings; a fault there (an I/O error under the
+// mapping) becomes an error instead of killing the server.
+func readMapped(fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			// The runtime reports a fault at a bad address as an error with Addr.
+			if re, ok := r.(interface {
+				runtime.Error
+				Addr() uintptr
+			}); ok {
+				err = fmt.Errorf("%w: data segment unreadable: %v", codec.ErrCorrupt, re)
+				return
+			}
+			panic(r)
+		}
+	}()
+	return fn()
 }
 
 // sync makes everything written to segments so far durable (before Badger's sync, so no
@@ -460,7 +520,7 @@ func (ss *segments) close() error {
 		unix.Fallocate(int(ss.cur.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, ss.curOff, segmentSize)
 	}
 	for id, sf := range ss.files {
-		sf.f.Close()
+		sf.closeFile()
 		delete(ss.files, id)
 	}
 	ss.cur = nil
@@ -476,7 +536,7 @@ func (ss *segments) retire(id uint32) error {
 		delete(ss.files, id)
 		sf.gone = true
 		if sf.refs == 0 {
-			sf.f.Close()
+			sf.closeFile()
 		}
 	}
 	ss.mu.Unlock()
@@ -581,7 +641,7 @@ func (b *segBatch) release() {
 		sf.inUse--
 		sf.refs--
 		if sf.gone && sf.refs == 0 {
-			sf.f.Close()
+			sf.closeFile()
 		}
 	}
 	b.ss.mu.Unlock()

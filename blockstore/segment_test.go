@@ -224,3 +224,29 @@ func TestSegmentGC(t *testing.T) {
 		t.Fatalf("fsck: %v %+v", err, r)
 	}
 }
+
+// TestSegmentFault: a segment that loses its bytes under a live mapping (here truncated
+// behind the store's back; on a real disk, an I/O error) fails the read with EIO: the fault
+// does not kill the process.
+func TestSegmentFault(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	defer s.Close()
+	ino := newFile(t, s, "f")
+	data := mixedData(6, 1<<20)
+	writeFile(t, s, ino, data)
+	if got := readAll(t, s, ino); !bytes.Equal(got, data) { // maps the segment
+		t.Fatal("file differs")
+	}
+	for _, p := range segFiles(t, dir) {
+		if err := os.Truncate(p, 4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 64<<10)
+	_, err := s.ReadAt(ino, buf, 512<<10)
+	var be *BlockError
+	if !errors.As(err, &be) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read of a segment cut short under its mapping: %v", err)
+	}
+}
