@@ -389,7 +389,7 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 	defer l.Unlock()
 	s.settle(ino)
 	gen := s.cache.generation()
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		n, err := getFile(txn, ino)
 		if err != nil {
 			return err

@@ -58,6 +58,12 @@ type fsckInode struct {
 // xattrs or markers, counters equal what is stored, every model referenced is present.
 func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 	s.StopCompactor()
+	if s.gcStop != nil {
+		// GC moves groups between segments: the check reads one snapshot, whose references
+		// must stay valid to the end (a moved segment would read as damage).
+		s.stopGC()
+		defer s.startGC()
+	}
 	r := &FsckReport{}
 	add := func(f Finding) { r.Findings = append(r.Findings, f) }
 	inodes := map[uint64]*fsckInode{}
