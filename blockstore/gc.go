@@ -73,7 +73,9 @@ func (s *Store) startGC() {
 		poll := time.NewTicker(gcPoll)
 		defer poll.Stop()
 		last := time.Now()
-		lastSeg, segFreed, segFirst := time.Now(), int64(0), true
+		// Segment GC scans the whole index: passes are spaced at least ten times their
+		// own duration apart, so on a big store it stays a small share of the machine.
+		lastSeg, segFreed, segFirst, segTook := time.Now(), int64(0), true, time.Duration(0)
 		for {
 			select {
 			case <-s.gcStop:
@@ -84,7 +86,9 @@ func (s *Store) startGC() {
 			freed := s.counters.freedSince()
 			low := freed > 0 && s.spaceLow()
 			segFreed += s.counters.takeSegFreed()
-			if s.segGCAgain.Swap(false) || segFreed >= segGCFreed || (segFreed > 0 && low) || ((segFreed > 0 || segFirst) && time.Since(lastSeg) >= segGCEvery) {
+			due := s.segGCAgain.Load() || segFreed >= segGCFreed || (segFreed > 0 && low) || ((segFreed > 0 || segFirst) && time.Since(lastSeg) >= segGCEvery)
+			if due && time.Since(lastSeg) >= 10*segTook {
+				s.segGCAgain.Store(false)
 				start := time.Now()
 				n, err := s.collectSegments(s.gcStop, s.spaceLow())
 				if err != nil {
@@ -92,7 +96,7 @@ func (s *Store) startGC() {
 				} else if n > 0 {
 					s.log.Debug("segment GC", "segments_removed", n, "took", time.Since(start))
 				}
-				lastSeg, segFreed, segFirst = time.Now(), 0, false
+				lastSeg, segFreed, segFirst, segTook = time.Now(), 0, false, time.Since(start)
 			}
 			if low || (freed >= gcFlushBytes && time.Since(last) >= gcFlushSpacing) {
 				s.reclaim(s.gcStop, low)
