@@ -48,7 +48,7 @@ func (ss *segments) sealed() (map[uint32]int64, error) {
 	defer ss.mu.Unlock()
 	out := map[uint32]int64{}
 	for _, id := range ids {
-		if ss.retired[id] || (ss.cur != nil && id == ss.cur.id) {
+		if ss.retired[id] || ss.isCurrent(ss.files[id]) {
 			continue
 		}
 		if st, err := os.Stat(filepath.Join(ss.dir, segName(id))); err == nil {
@@ -73,8 +73,8 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	curID, curLen, hasCur := s.segs.current()
-	if len(sizes) == 0 && !hasCur {
+	cur := s.segs.current()
+	if len(sizes) == 0 && len(cur) == 0 {
 		return 0, nil
 	}
 	for id := range sizes {
@@ -108,13 +108,15 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 			pick = append(pick, id)
 		}
 	}
-	if hasCur && curLen-segHeader >= segGCMin && worth(curID, curLen) {
-		// The segment being appended to is mostly garbage already (a big file written and
-		// deleted): seal it, so the next pass can rewrite it. (Its live bytes may be
-		// undercounted while appends are in flight: then the next pass finds it live.)
-		s.segs.seal(curID)
-		s.segGCAgain.Store(true)
-		defer s.kickGC()
+	for id, n := range cur {
+		if n-segHeader >= segGCMin && worth(id, n) {
+			// A segment being appended to is mostly garbage already (a big file written
+			// and deleted): seal it, so the next pass can rewrite it. (Its live bytes may be
+			// undercounted while appends are in flight: then the next pass finds it live.)
+			s.segs.seal(id)
+			s.segGCAgain.Store(true)
+			defer s.kickGC()
+		}
 	}
 	if len(pick) == 0 {
 		return 0, nil

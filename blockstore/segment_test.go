@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/codec"
 )
 
 // smallSegments makes segments 1 MiB for the test, so GC has sealed segments to work on.
@@ -248,5 +250,28 @@ func TestSegmentFault(t *testing.T) {
 	var be *BlockError
 	if !errors.As(err, &be) || !errors.Is(err, syscall.EIO) {
 		t.Fatalf("read of a segment cut short under its mapping: %v", err)
+	}
+}
+
+// TestStreamOf: groups go to the stream of their likely lifetime (raw pending records are
+// recoded within seconds, coded pending ones at the full recode, final ones stay).
+func TestStreamOf(t *testing.T) {
+	text := bytes.Repeat([]byte("a block of text that compresses "), 64)
+	raw := codec.AppendRawRecord(nil, text, codec.FlagPending)
+	s2 := codec.Encode(nil, text, codec.FlagPending, codec.S2Codec)
+	final := codec.Encode(nil, text, 0, codec.S2Codec)
+	for _, c := range []struct {
+		recs []([]byte)
+		want int
+	}{
+		{[][]byte{final, s2, raw}, streamFresh},
+		{[][]byte{final, s2}, streamPending},
+		{[][]byte{final, nil, final}, streamFinal},
+	} {
+		var g group
+		copy(g[:], c.recs)
+		if got := streamOf(refSummary(&g)); got != c.want {
+			t.Errorf("records %v: stream %d, want %d", len(c.recs), got, c.want)
+		}
 	}
 }
