@@ -64,7 +64,7 @@ const (
 	inlineMax    = 2048 // group values up to this stay Badger values (small files: one key, no segment)
 	segSubdir    = "data"
 	maxOpenSegs  = 256 // read handles kept open
-	segAllocStep = 16 << 20
+	segAllocStep = 8 << 20
 )
 
 var segMagic = []byte("lmfs data segment 1\n\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
@@ -317,11 +317,12 @@ func (ss *segments) reserve(n int64, stream int) (*segFile, int64, error) {
 	}
 	f, off := ss.cur[stream], ss.curOff[stream]
 	ss.curOff[stream] += n
-	if end := ss.curOff[stream]; end > f.alloc {
-		// Allocated ahead in steps, as the segment fills: appends then copy into allocated
-		// blocks (measured: 900 vs 750 MB/s through the mount), and the space taken ahead
-		// stays small. Errors only cost speed; KEEP_SIZE leaves the size at what was
-		// written, which is what a scan trusts.
+	if end := ss.curOff[stream]; stream == streamFresh && end > f.alloc {
+		// The write path's segment is allocated ahead in steps, as it fills: appends then
+		// copy into allocated blocks (measured: 900 vs 750 MB/s through the mount), and the
+		// space taken ahead stays small. (The compactor's and GC's streams are written in
+		// the background: not worth space held ahead.) Errors only cost speed; KEEP_SIZE
+		// leaves the size at what was written, which is what a scan trusts.
 		f.alloc = min(segmentSize, end+segAllocStep)
 		unix.Fallocate(int(f.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, off, f.alloc-off)
 	}

@@ -109,7 +109,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 		}
 	}
 	for id, n := range cur {
-		if n-segHeader >= segGCMin && worth(id, n) {
+		if live[id] == 0 || (n-segHeader >= segGCMin && worth(id, n)) {
 			// A segment being appended to is mostly garbage already (a big file written
 			// and deleted): seal it, so the next pass can rewrite it. (Its live bytes may be
 			// undercounted while appends are in flight: then the next pass finds it live.)

@@ -37,7 +37,7 @@ import (
 //     1 MiB chunk per concurrent writer), MANIFEST/DISCARD updates, small compaction output.
 //
 // With the options in store.go (16 MiB value-log files, 32 MiB memtables) that is 16 + 64 +
-// 16 + 32 + 16 = 144 MiB. Data segments themselves are written with
+// 8 + 32 + 16 = 136 MiB. Data segments themselves are written with
 // pwrite, which reports ENOSPC as an error (a failed write), never a fault. Space freed by deletes comes back through value-log GC (gc.go), which runs
 // sooner while the guard is refusing writes.
 //
