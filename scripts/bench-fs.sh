@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-256}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CORPUS=${CORPUS:-../shared/corpus/dev}
 command -v fio >/dev/null || { echo "bench-fs: needs fio (apt-get install fio)" >&2; exit 1; }
 go build -o build/lmfs ./cmd/lmfs
