@@ -74,7 +74,8 @@ func (s *Store) startGC() {
 		defer poll.Stop()
 		last := time.Now()
 		// Segment GC scans the whole index: passes are spaced at least ten times their
-		// own duration apart, so on a big store it stays a small share of the machine.
+		// scans' duration apart, so on a big store it stays a small share of the machine.
+		// (The copying it does is bounded by the garbage it gives back.)
 		lastSeg, segFreed, segFirst, segTook := time.Now(), int64(0), true, time.Duration(0)
 		for {
 			select {
@@ -90,13 +91,13 @@ func (s *Store) startGC() {
 			if due && time.Since(lastSeg) >= 10*segTook {
 				s.segGCAgain.Store(false)
 				start := time.Now()
-				n, err := s.collectSegments(s.gcStop, s.spaceLow())
+				n, scans, err := s.collectSegments(s.gcStop, s.spaceLow())
 				if err != nil {
 					s.log.Warn("segment GC", "err", err)
 				} else if n > 0 {
 					s.log.Debug("segment GC", "segments_removed", n, "took", time.Since(start))
 				}
-				lastSeg, segFreed, segFirst, segTook = time.Now(), 0, false, time.Since(start)
+				lastSeg, segFreed, segFirst, segTook = time.Now(), 0, false, scans
 			}
 			if low || (freed >= gcFlushBytes && time.Since(last) >= gcFlushSpacing) {
 				s.reclaim(s.gcStop, low)

@@ -67,31 +67,33 @@ func (ss *segments) idle(id uint32) bool {
 }
 
 // collectSegments rewrites the data segments worth it (low: free space is short) and
-// returns how many it removed.
-func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
+// returns how many it removed and how long its index scans took.
+func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, scans time.Duration, err error) {
 	sizes, err := s.segs.sealed()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	cur := s.segs.current()
 	if len(sizes) == 0 && len(cur) == 0 {
-		return 0, nil
+		return 0, 0, nil
 	}
 	for id := range sizes {
 		for !s.segs.idle(id) {
 			select {
 			case <-stop:
-				return 0, nil
+				return 0, 0, nil
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
 	}
 	live := map[uint32]int64{}
+	scanStart := time.Now()
 	err = s.scanRefs(func(_ []byte, v []byte, r groupRef) {
 		live[r.seg] += entrySize(r.n)
 	})
+	scans = time.Since(scanStart)
 	if err != nil {
-		return 0, err
+		return 0, scans, err
 	}
 	ratio := gcRatio
 	if low {
@@ -119,7 +121,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 		}
 	}
 	if len(pick) == 0 {
-		return 0, nil
+		return 0, scans, nil
 	}
 	slices.Sort(pick)
 	type ent struct {
@@ -130,6 +132,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 	for _, id := range pick {
 		moves[id] = nil
 	}
+	scanStart = time.Now()
 	err = s.scanRefs(func(k, v []byte, r groupRef) {
 		if es, ok := moves[r.seg]; ok {
 			v = bytes.Clone(v)
@@ -137,14 +140,14 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 			moves[r.seg] = append(es, ent{bytes.Clone(k), v, r})
 		}
 	})
+	scans += time.Since(scanStart)
 	if err != nil {
-		return 0, err
+		return 0, scans, err
 	}
-	removed := 0
 	for _, id := range pick {
 		select {
 		case <-stop:
-			return removed, nil
+			return removed, scans, nil
 		default:
 		}
 		es := moves[id]
@@ -207,7 +210,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 				return nil
 			})
 			if err != nil {
-				return removed, err
+				return removed, scans, err
 			}
 			i = j
 		}
@@ -215,17 +218,17 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (int, error) {
 			continue
 		}
 		if err := s.segs.sync(); err != nil {
-			return removed, err
+			return removed, scans, err
 		}
 		if err := s.db.Sync(); err != nil {
-			return removed, err
+			return removed, scans, err
 		}
 		if err := s.segs.retire(id); err != nil {
-			return removed, err
+			return removed, scans, err
 		}
 		removed++
 	}
-	return removed, nil
+	return removed, scans, nil
 }
 
 // scanRefs calls fn for every group key that holds a segment reference.

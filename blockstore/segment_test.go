@@ -199,7 +199,7 @@ func TestSegmentGC(t *testing.T) {
 			}
 		}
 	}()
-	n, err := s.collectSegments(nil, false)
+	n, _, err := s.collectSegments(nil, false)
 	close(stop)
 	wg.Wait()
 	if err != nil || readErr != nil {
