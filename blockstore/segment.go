@@ -581,6 +581,7 @@ func (ss *segments) close() error {
 func (ss *segments) retire(id uint32) error {
 	ss.mu.Lock()
 	ss.retired[id] = true
+	delete(ss.dirty, id) // synced before it was retired; nothing appends to it
 	if sf := ss.files[id]; sf != nil {
 		delete(ss.files, id)
 		sf.gone = true
