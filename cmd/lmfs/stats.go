@@ -125,7 +125,7 @@ func printReport(r report) {
 	fmt.Printf("stored         %s in %d blocks (%.1f%% of logical)\n", human(r.Stored), r.Blocks, 100*r.Ratio)
 	fmt.Printf("saved          %s\n", human(r.Saved))
 	fmt.Printf("pending        %d blocks (%s) awaiting the compactor\n", r.Pending, human(r.PendingRaw))
-	fmt.Printf("on disk        %s (Badger files, including not yet compacted space)\n", human(r.DiskUsage))
+	fmt.Printf("on disk        %s (Badger and data segment files, including garbage GC has not taken back yet)\n", human(r.DiskUsage))
 	names := make([]string, 0, len(r.Codecs))
 	for n := range r.Codecs {
 		names = append(names, n)
