@@ -188,14 +188,15 @@ func checkEntryHeader(h []byte, ino, g uint64, r groupRef) error {
 
 // segFile is an open segment.
 type segFile struct {
-	id    uint32
-	f     *os.File
-	refs  int   // readers and writers using f
-	gone  bool  // dropped from the table: closed when refs reaches 0
-	inUse int   // reservations whose transaction has not finished (GC waits for 0)
-	alloc int64 // bytes allocated ahead (fallocate) while it is the current segment
-	m     []byte // read-only mapping (readers use it while they hold a ref), nil until needed
-	size  int64  // the file's size when last looked at (what the mapping may be read up to)
+	id      uint32
+	f       *os.File
+	refs    int    // readers and writers using f
+	gone    bool   // dropped from the table: closed when refs reaches 0
+	inUse   int    // reservations whose transaction has not finished (GC waits for 0)
+	alloc   int64  // bytes allocated ahead (fallocate) while it is the current segment
+	appends uint64 // reservations made in it (while it is current)
+	m       []byte // read-only mapping (readers use it while they hold a ref), nil until needed
+	size    int64  // the file's size when last looked at (what the mapping may be read up to)
 }
 
 // closeFile unmaps and closes the segment (no one holds it).
@@ -214,8 +215,8 @@ type segments struct {
 
 	mu       sync.Mutex
 	files    map[uint32]*segFile
-	retired  map[uint32]bool     // removed by GC in this process
-	dirty    map[uint32]*segFile // written since the last sync
+	retired  map[uint32]bool      // removed by GC in this process
+	dirty    map[uint32]*segFile  // written since the last sync
 	cur      [segStreams]*segFile // being appended to, per stream; nil until the first append
 	curOff   [segStreams]int64
 	next     uint32 // number of the next segment made
@@ -317,6 +318,7 @@ func (ss *segments) reserve(n int64, stream int) (*segFile, int64, error) {
 	}
 	f, off := ss.cur[stream], ss.curOff[stream]
 	ss.curOff[stream] += n
+	f.appends++
 	if end := ss.curOff[stream]; stream == streamFresh && end > f.alloc {
 		// The write path's segment is allocated ahead in steps, as it fills: appends then
 		// copy into allocated blocks (measured: 900 vs 750 MB/s through the mount), and the
@@ -369,14 +371,22 @@ func (ss *segments) seal(id uint32) {
 	}
 }
 
-// current returns the current segments and their lengths.
-func (ss *segments) current() map[uint32]int64 {
+// curState is a current segment's length and appends so far, and whether a reservation in
+// it is unfinished.
+type curState struct {
+	n       int64
+	appends uint64
+	busy    bool
+}
+
+// current returns the state of the current segments.
+func (ss *segments) current() map[uint32]curState {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	out := map[uint32]int64{}
+	out := map[uint32]curState{}
 	for st, sf := range ss.cur {
 		if sf != nil {
-			out[sf.id] = ss.curOff[st]
+			out[sf.id] = curState{ss.curOff[st], sf.appends, sf.inUse > 0}
 		}
 	}
 	return out

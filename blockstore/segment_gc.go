@@ -110,11 +110,15 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 			pick = append(pick, id)
 		}
 	}
-	for id, n := range cur {
-		if live[id] == 0 || (n-segHeader >= segGCMin && worth(id, n)) {
-			// A segment being appended to is mostly garbage already (a big file written
-			// and deleted): seal it, so the next pass can rewrite it. (Its live bytes may be
-			// undercounted while appends are in flight: then the next pass finds it live.)
+	after := s.segs.current()
+	for id, c := range cur {
+		// A segment being appended to that is mostly garbage already (a big file written
+		// and deleted) is sealed, so the next pass can rewrite it: only when no append
+		// was in flight or made around the scan (its live count is exact then).
+		if a, ok := after[id]; !ok || c.busy || a.busy || a.appends != c.appends {
+			continue
+		}
+		if live[id] == 0 || (c.n-segHeader >= segGCMin && worth(id, c.n)) {
 			s.segs.seal(id)
 			s.segGCAgain.Store(true)
 			defer s.kickGC()
