@@ -109,8 +109,17 @@ func parseRef(v []byte) (groupRef, error) {
 		return groupRef{}, fmt.Errorf("%w: malformed segment reference (%d bytes)", codec.ErrCorrupt, len(v))
 	}
 	le := binary.LittleEndian
-	return groupRef{seg: le.Uint32(v[1:]), off: le.Uint32(v[5:]), n: le.Uint32(v[9:]), crc: le.Uint32(v[13:]), summary: v[refFixed:]}, nil
+	r := groupRef{seg: le.Uint32(v[1:]), off: le.Uint32(v[5:]), n: le.Uint32(v[9:]), crc: le.Uint32(v[13:]), summary: v[refFixed:]}
+	if r.n < groupHeader || r.n > maxGroupValue || int64(r.off) < segHeader {
+		// Damage must not become a huge allocation or a read before the first entry.
+		return groupRef{}, fmt.Errorf("%w: segment reference with offset %d, length %d", codec.ErrCorrupt, r.off, r.n)
+	}
+	return r, nil
 }
+
+// maxGroupValue bounds a group value: 16 records of at most a header and a raw block (a codec
+// whose output is not smaller is not used).
+const maxGroupValue = groupHeader + GroupBlocks*(codec.HeaderSize+bs)
 
 // encodeRef builds a reference; summary is refSummary's result (or an old reference's).
 func encodeRef(seg, off, n, crc uint32, summary []byte) []byte {

@@ -275,3 +275,24 @@ func TestStreamOf(t *testing.T) {
 		}
 	}
 }
+
+// TestRefBounds: a damaged reference (huge length, offset inside the file header) is refused
+// as corrupt, never turned into an allocation or a read.
+func TestRefBounds(t *testing.T) {
+	var g group
+	g[0] = codec.AppendRawRecord(nil, []byte("x"), 0)
+	good := encodeRef(1, segHeader, groupHeader+uint32(len(g[0])), 0, refSummary(&g))
+	if _, err := parseRef(good); err != nil {
+		t.Fatalf("valid reference: %v", err)
+	}
+	for _, r := range [][]byte{
+		encodeRef(1, segHeader, 1<<31, 0, refSummary(&g)),
+		encodeRef(1, 0, 100, 0, refSummary(&g)),
+		encodeRef(1, segHeader, 3, 0, refSummary(&g)),
+		good[:refSize-1],
+	} {
+		if _, err := parseRef(r); !errors.Is(err, codec.ErrCorrupt) {
+			t.Errorf("damaged reference accepted: %v", err)
+		}
+	}
+}
