@@ -1075,19 +1075,18 @@ func (s *Store) SeekData(ino, off uint64, hole bool) (uint64, error) {
 // itself, or the bytes it refers to in a data segment. v is valid only during fn.
 func (s *Store) withGroup(item *badger.Item, ino, g uint64, fn func(v []byte) error) error {
 	return item.Value(func(v []byte) error {
+		var buf []byte
 		if isRef(v) {
-			r, err := parseRef(v)
-			if err == nil {
-				bp := groupBufs.Get().(*[]byte)
-				defer groupBufs.Put(bp)
-				v, err = s.segs.readInto(*bp, ino, g, r)
-			}
-			if errors.Is(err, errMoved) {
-				return err
-			}
-			if err != nil {
-				return s.blockError(ino, g*GroupBlocks, err)
-			}
+			bp := groupBufs.Get().(*[]byte)
+			defer groupBufs.Put(bp)
+			buf = *bp
+		}
+		v, err := s.groupValueInto(buf, ino, g, v)
+		if errors.Is(err, errMoved) {
+			return err
+		}
+		if err != nil {
+			return s.blockError(ino, g*GroupBlocks, err)
 		}
 		return fn(v)
 	})
@@ -1096,13 +1095,18 @@ func (s *Store) withGroup(item *badger.Item, ino, g uint64, fn func(v []byte) er
 // groupBufs holds buffers for group values read from segments and used only inside a
 // withGroup callback (a whole group of raw records and its entry header fit).
 var groupBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, entryHeader+groupHeader+GroupBlocks*(codec.HeaderSize+bs))
+	b := make([]byte, 0, entryHeader+maxGroupValue)
 	return &b
 }}
 
 // groupValue returns the group value that v, the stored value of group g of ino, stands
 // for: v itself, or the bytes it refers to in a data segment.
 func (s *Store) groupValue(ino, g uint64, v []byte) ([]byte, error) {
+	return s.groupValueInto(nil, ino, g, v)
+}
+
+// groupValueInto is groupValue reading a segment into buf's memory when it is large enough.
+func (s *Store) groupValueInto(buf []byte, ino, g uint64, v []byte) ([]byte, error) {
 	if !isRef(v) {
 		return v, nil
 	}
@@ -1110,7 +1114,7 @@ func (s *Store) groupValue(ino, g uint64, v []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.segs.read(ino, g, r)
+	return s.segs.readInto(buf, ino, g, r)
 }
 
 // storedValue is what is stored under group key (ino, g) for group value val: val itself

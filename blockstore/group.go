@@ -3,7 +3,6 @@ package blockstore
 import (
 	"encoding/binary"
 	"fmt"
-	"path/filepath"
 
 	"lmfs/codec"
 )
@@ -164,7 +163,7 @@ func ResolveGroup(dir string, key, v []byte) ([]byte, error) {
 		return nil, err
 	}
 	ino, g := decodeU64U64(key)
-	ss := &segments{dir: filepath.Join(dir, segSubdir), readOnly: true, files: map[uint32]*segFile{}, retired: map[uint32]bool{}, dirty: map[uint32]*segFile{}}
+	ss := newSegments(dir, true)
 	defer ss.close()
 	return ss.read(ino, g, r)
 }

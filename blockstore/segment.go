@@ -133,7 +133,7 @@ func encodeRef(seg, off, n, crc uint32, summary []byte) []byte {
 	return append(v, summary...)
 }
 
-// refSummary is the per-slot part of a reference to group value val (already parsed as grp).
+// refSummary is the per-slot part of a reference to a group value (parsed as grp).
 func refSummary(grp *group) []byte {
 	out := make([]byte, GroupBlocks*refSlot)
 	for i, r := range grp {
@@ -236,27 +236,41 @@ func segName(id uint32) string { return fmt.Sprintf("%08x.seg", id) }
 
 // openSegments prepares the segment directory of a store (made on the first append).
 func openSegments(storeDir string, readOnly bool) (*segments, error) {
-	ss := &segments{dir: filepath.Join(storeDir, segSubdir), readOnly: readOnly, files: map[uint32]*segFile{},
-		retired: map[uint32]bool{}, dirty: map[uint32]*segFile{}}
+	ss := newSegments(storeDir, readOnly)
 	ids, err := ss.list()
 	if err != nil {
 		return nil, err
 	}
 	if len(ids) > 0 {
-		last := ids[len(ids)-1]
-		ss.next = last + 1
-		if !readOnly {
-			// The newest segment was being appended when the store was last closed (or
-			// crashed): give back its preallocated space past the end.
-			if f, err := os.OpenFile(filepath.Join(ss.dir, segName(last)), os.O_RDWR, 0); err == nil {
+		ss.next = ids[len(ids)-1] + 1
+	}
+	if !readOnly {
+		// The newest segments were being appended when the store was last closed (or
+		// crashed): give back space allocated ahead past their ends. (The write stream's
+		// segment is nearly always among them; an older one keeps at most segAllocStep
+		// until GC removes it.)
+		for _, id := range ids[max(0, len(ids)-segStreams):] {
+			if f, err := os.OpenFile(filepath.Join(ss.dir, segName(id)), os.O_RDWR, 0); err == nil {
 				if st, err := f.Stat(); err == nil {
-					unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, st.Size(), segmentSize)
+					punchTail(f, st.Size())
 				}
 				f.Close()
 			}
 		}
 	}
 	return ss, nil
+}
+
+// newSegments is the segment set of the store in storeDir, nothing opened yet.
+func newSegments(storeDir string, readOnly bool) *segments {
+	return &segments{dir: filepath.Join(storeDir, segSubdir), readOnly: readOnly, files: map[uint32]*segFile{},
+		retired: map[uint32]bool{}, dirty: map[uint32]*segFile{}}
+}
+
+// punchTail gives back the space allocated ahead in a segment past from (KEEP_SIZE: its size
+// stays). Errors only leave the space allocated.
+func punchTail(f *os.File, from int64) {
+	unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, from, segmentSize)
 }
 
 // list returns the numbers of the segment files, in order.
@@ -374,7 +388,7 @@ func (ss *segments) seal(id uint32) {
 	defer ss.mu.Unlock()
 	for st, sf := range ss.cur {
 		if sf != nil && sf.id == id {
-			unix.Fallocate(int(sf.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, ss.curOff[st], segmentSize)
+			punchTail(sf.f, ss.curOff[st])
 			ss.cur[st] = nil
 		}
 	}
@@ -450,6 +464,11 @@ func (ss *segments) evict() {
 func (ss *segments) release(sf *segFile) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	ss.unref(sf)
+}
+
+// unref drops a use of sf, closing it if it left the table meanwhile. Call with mu.
+func (ss *segments) unref(sf *segFile) {
 	sf.refs--
 	if sf.gone && sf.refs == 0 {
 		sf.closeFile()
@@ -513,10 +532,7 @@ func (ss *segments) mapSpan(id uint32, off, n int64) ([]byte, *segFile, error) {
 		err = fmt.Errorf("%w: data segment %d has no bytes %d-%d (it holds %d)", codec.ErrCorrupt, id, off, off+n, sf.size)
 	}
 	if err != nil {
-		sf.refs--
-		if sf.gone && sf.refs == 0 {
-			sf.closeFile()
-		}
+		ss.unref(sf)
 		return nil, nil, err
 	}
 	return sf.m[off : off+n : off+n], sf, nil
@@ -584,7 +600,7 @@ func (ss *segments) close() error {
 	defer ss.mu.Unlock()
 	for st, sf := range ss.cur {
 		if sf != nil {
-			unix.Fallocate(int(sf.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, ss.curOff[st], segmentSize)
+			punchTail(sf.f, ss.curOff[st])
 		}
 	}
 	for id, sf := range ss.files {
@@ -708,10 +724,7 @@ func (b *segBatch) release() {
 	b.ss.mu.Lock()
 	for _, sf := range b.held {
 		sf.inUse--
-		sf.refs--
-		if sf.gone && sf.refs == 0 {
-			sf.closeFile()
-		}
+		b.ss.unref(sf)
 	}
 	b.ss.mu.Unlock()
 	b.held = nil
