@@ -128,11 +128,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 		return 0, scans, nil
 	}
 	slices.Sort(pick)
-	type ent struct {
-		key, stored []byte
-		r           groupRef
-	}
-	moves := map[uint32][]ent{}
+	moves := map[uint32][]segEntry{}
 	for _, id := range pick {
 		moves[id] = nil
 	}
@@ -141,7 +137,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 		if es, ok := moves[r.seg]; ok {
 			v = bytes.Clone(v)
 			r, _ = parseRef(v) // its summary must not alias the iterator's buffer
-			moves[r.seg] = append(es, ent{bytes.Clone(k), v, r})
+			moves[r.seg] = append(es, segEntry{bytes.Clone(k), v, r})
 		}
 	})
 	scans += time.Since(scanStart)
@@ -154,69 +150,13 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 			return removed, scans, nil
 		default:
 		}
-		es := moves[id]
 		if !s.roomFor(live[id]) {
 			s.log.Debug("segment GC: no room to move a segment's live entries now", "segment", id, "live", live[id])
 			continue
 		}
-		slices.SortFunc(es, func(a, b ent) int { return int(a.r.off) - int(b.r.off) })
-		intact := true
-		for i := 0; i < len(es); {
-			j, n := i, 0
-			for j < len(es) && (j == i || n+int(es[j].r.n) <= segMoveBatch) {
-				n += int(es[j].r.n)
-				j++
-			}
-			chunk := es[i:j]
-			payloads := make([][]byte, len(chunk))
-			for k, e := range chunk {
-				ino, g := decodeU64U64(e.key)
-				p, err := s.segs.read(ino, g, e.r)
-				if err == nil {
-					err = checkPayload(e.stored, p)
-				}
-				if err != nil {
-					// Never copied on, never deleted: fsck reports it.
-					s.log.Error("segment GC: block group fails its check; its segment is kept", "inode", ino, "block", g*GroupBlocks, "segment", id, "err", err)
-					intact = false
-					continue
-				}
-				payloads[k] = p
-			}
-			err := s.updateData(func(txn *badger.Txn, sb *segBatch) error {
-				for k, e := range chunk {
-					if payloads[k] == nil {
-						continue
-					}
-					item, err := txn.Get(e.key)
-					if errors.Is(err, badger.ErrKeyNotFound) {
-						continue
-					}
-					if err != nil {
-						return err
-					}
-					same := false
-					if err := item.Value(func(v []byte) error { same = bytes.Equal(v, e.stored); return nil }); err != nil {
-						return err
-					}
-					if !same {
-						continue // replaced meanwhile
-					}
-					ino, g := decodeU64U64(e.key)
-					nv, err := sb.add(ino, g, payloads[k], e.r.summary)
-					if err != nil {
-						return err
-					}
-					if err := txn.Set(e.key, nv); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return removed, scans, err
-			}
-			i = j
+		intact, err := s.moveEntries(id, moves[id])
+		if err != nil {
+			return removed, scans, err
 		}
 		if !intact {
 			continue
@@ -233,6 +173,78 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 		removed++
 	}
 	return removed, scans, nil
+}
+
+// segEntry is a group key that referred to a segment GC is rewriting, with its reference.
+type segEntry struct {
+	key, stored []byte
+	r           groupRef
+}
+
+// moveEntries appends the entries of segment id that are still referred to (by the stored
+// value the scan saw) to the current segments and updates their references, in transactions
+// of up to segMoveBatch. intact is false when an entry failed its check: it is left where it
+// is (fsck reports it), and so is its segment.
+func (s *Store) moveEntries(id uint32, es []segEntry) (intact bool, err error) {
+	slices.SortFunc(es, func(a, b segEntry) int { return int(a.r.off) - int(b.r.off) })
+	intact = true
+	for i := 0; i < len(es); {
+		j, n := i, 0
+		for j < len(es) && (j == i || n+int(es[j].r.n) <= segMoveBatch) {
+			n += int(es[j].r.n)
+			j++
+		}
+		chunk := es[i:j]
+		i = j
+		payloads := make([][]byte, len(chunk))
+		for k, e := range chunk {
+			ino, g := decodeU64U64(e.key)
+			p, err := s.segs.read(ino, g, e.r)
+			if err == nil {
+				err = checkPayload(e.stored, p)
+			}
+			if err != nil {
+				s.log.Error("segment GC: block group fails its check; its segment is kept", "inode", ino, "block", g*GroupBlocks, "segment", id, "err", err)
+				intact = false
+				continue
+			}
+			payloads[k] = p
+		}
+		err := s.updateData(func(txn *badger.Txn, sb *segBatch) error {
+			for k, e := range chunk {
+				if payloads[k] == nil {
+					continue
+				}
+				item, err := txn.Get(e.key)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				same := false
+				if err := item.Value(func(v []byte) error { same = bytes.Equal(v, e.stored); return nil }); err != nil {
+					return err
+				}
+				if !same {
+					continue // replaced meanwhile
+				}
+				ino, g := decodeU64U64(e.key)
+				nv, err := sb.add(ino, g, payloads[k], e.r.summary)
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(e.key, nv); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+	}
+	return intact, nil
 }
 
 // scanRefs calls fn for every group key that holds a segment reference.
