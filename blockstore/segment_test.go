@@ -99,10 +99,7 @@ func TestSegmentsRoundTrip(t *testing.T) {
 	if got := readAll(t, s, small); string(got) != "a small file" {
 		t.Fatalf("small file: %q", got)
 	}
-	r, err := s.Fsck(FsckOptions{})
-	if err != nil || !r.Clean {
-		t.Fatalf("fsck: %v %+v", err, r)
-	}
+	mustFsckClean(t, s, "fsck")
 }
 
 // TestSegmentDamage: a damaged payload or a reference that points at another group's entry
@@ -221,10 +218,7 @@ func TestSegmentGC(t *testing.T) {
 	if got := readAll(t, s, keep); !bytes.Equal(got, kd2) {
 		t.Fatal("live file differs after GC and reopen")
 	}
-	r, err := s.Fsck(FsckOptions{})
-	if err != nil || !r.Clean {
-		t.Fatalf("fsck: %v %+v", err, r)
-	}
+	mustFsckClean(t, s, "fsck")
 }
 
 // TestSegmentFault: a segment that loses its bytes under a live mapping (here truncated

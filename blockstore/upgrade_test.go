@@ -128,10 +128,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if got := s.Counters(); !countersEqual(got, mustScan(t, s)) || got.Logical != before.Logical {
 		t.Errorf("counters after upgrade %+v, before %+v", got, before)
 	}
-	r, err := s.Fsck(FsckOptions{})
-	if err != nil || !r.Clean {
-		t.Fatalf("fsck after upgrade: %v %+v", err, r)
-	}
+	mustFsckClean(t, s, "fsck after upgrade")
 	marker, _ := os.ReadFile(filepath.Join(dir, markerFile))
 	if !bytes.HasPrefix(marker, []byte(fmt.Sprintf("lmfs store format %d", FormatVersion))) {
 		t.Errorf("marker file after upgrade: %q", marker)
@@ -163,9 +160,7 @@ func TestUpgradeResumes(t *testing.T) {
 			t.Errorf("inode %d differs after the resumed upgrade", ino)
 		}
 	}
-	if r, err := s.Fsck(FsckOptions{}); err != nil || !r.Clean {
-		t.Fatalf("fsck after the resumed upgrade: %v %+v", err, r)
-	}
+	mustFsckClean(t, s, "fsck after the resumed upgrade")
 }
 
 func mustScan(t *testing.T, s *Store) Delta {
@@ -214,7 +209,13 @@ func TestOpenFormat2(t *testing.T) {
 	if len(segFiles(t, dir)) == 0 {
 		t.Fatal("no data segment after writing to an opened format-2 store")
 	}
+	mustFsckClean(t, s, "fsck")
+}
+
+// mustFsckClean fails the test unless fsck of s finds nothing (what names the check).
+func mustFsckClean(t *testing.T, s *Store, what string) {
+	t.Helper()
 	if r, err := s.Fsck(FsckOptions{}); err != nil || !r.Clean {
-		t.Fatalf("fsck: %v %+v", err, r)
+		t.Fatalf("%s: %v %+v", what, err, r)
 	}
 }

@@ -28,17 +28,7 @@ func TestCrashDuringSegmentGC(t *testing.T) {
 		for i := 0; i < files; i++ {
 			data := mixedData(int64(round*files+i), size)
 			p := m.path(fmt.Sprintf("r%d-%d", round, i))
-			f, err := os.Create(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.Write(data); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
+			writeSynced(t, p, data)
 			if i%2 == 1 {
 				sums[round*files+i] = sha256.Sum256(data)
 			}

@@ -28,17 +28,7 @@ func TestCrashKill9(t *testing.T) {
 		for i := 0; i < 12; i++ {
 			p := filepath.Join(dir, fmt.Sprintf("f%d", i))
 			data := mixedData(int64(round*100+i), 10000+i*37000)
-			f, err := os.Create(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.Write(data); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
+			writeSynced(t, p, data)
 			synced[p] = sha256.Sum256(data)
 		}
 		// One synced file is also overwritten in place and truncated, then synced again.

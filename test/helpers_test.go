@@ -367,6 +367,22 @@ func writeFile(t testing.TB, path string, data []byte) {
 	}
 }
 
+// writeSynced writes data to a new file and fsyncs it, failing the test on error.
+func writeSynced(t testing.TB, path string, data []byte) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // readFile reads a whole file and fails the test on error.
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()
