@@ -68,7 +68,7 @@ func (p *preallocator) allocate(path string) {
 	if size <= 0 {
 		return
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := openNoFollow(path, os.O_RDWR, 0)
 	if err != nil {
 		return // already gone
 	}

@@ -250,7 +250,7 @@ func openSegments(storeDir string, readOnly bool) (*segments, error) {
 		// segment is nearly always among them; an older one keeps at most segAllocStep
 		// until GC removes it.)
 		for _, id := range ids[max(0, len(ids)-segStreams):] {
-			if f, err := os.OpenFile(filepath.Join(ss.dir, segName(id)), os.O_RDWR, 0); err == nil {
+			if f, err := openNoFollow(filepath.Join(ss.dir, segName(id)), os.O_RDWR, 0); err == nil {
 				if st, err := f.Stat(); err == nil {
 					punchTail(f, st.Size())
 				}
@@ -363,7 +363,7 @@ func (ss *segments) rotate(stream int) error {
 		return fmt.Errorf("data segments: %w", err)
 	}
 	id := ss.next
-	f, err := os.OpenFile(filepath.Join(ss.dir, segName(id)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := openNoFollow(filepath.Join(ss.dir, segName(id)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("data segments: %w", err)
 	}
@@ -437,7 +437,7 @@ func (ss *segments) acquire(id uint32) (*segFile, error) {
 	}
 	sf := ss.files[id]
 	if sf == nil {
-		f, err := os.Open(filepath.Join(ss.dir, segName(id)))
+		f, err := openNoFollow(filepath.Join(ss.dir, segName(id)), os.O_RDONLY, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%w: data segment %d: %v", codec.ErrCorrupt, id, err)
 		}

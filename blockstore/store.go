@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -49,8 +50,9 @@ const (
 // so a foreign or newer directory is refused without being touched.
 const markerFile = "LMFS"
 
-// ownFiles may sit in a store directory before the store is made (the mount's log).
-var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true, closedMarker: true}
+// ownFiles may sit in a store directory before the store is made (the mount's log, a
+// marker whose writing a crash interrupted).
+var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true, closedMarker: true, markerFile + tmpSuffix: true}
 
 var (
 	// ErrNotStore reports a directory that holds something other than an lmfs store.
@@ -59,6 +61,9 @@ var (
 	ErrNewerFormat = errors.New("store format is newer than this lmfs")
 	// ErrLocked reports a store already opened (mounted) by another process.
 	ErrLocked = errors.New("store is in use by another process (is it mounted?)")
+	// ErrBadMarker reports a store whose marker file is missing, empty or garbled while
+	// Badger's files are there: lmfs fsck --repair writes it anew from the format record.
+	ErrBadMarker = errors.New("store marker file is missing or damaged")
 )
 
 // Format is the store's identity record.
@@ -82,6 +87,9 @@ type Options struct {
 	FastCodecs []codec.Codec
 	// LM decodes LM blocks; nil when no model is loaded.
 	LM codec.LMDecoder
+	// IgnoreMarker opens a store whose marker file is missing or damaged (ErrBadMarker) on
+	// the strength of Badger's format record alone (fsck; RestoreMarker writes it anew).
+	IgnoreMarker bool
 	// CacheBlocks bounds the decoded-block cache (0: default 4096 blocks = 8 MiB).
 	CacheBlocks int
 	Logger      *slog.Logger
@@ -133,6 +141,16 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheBlocks == 0 {
 		opts.CacheBlocks = 4096
 	}
+	// A store path that is a symlink is resolved once; the directory it leads to is the
+	// one checked and used (storedir.go).
+	resolved, err := ResolvePath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	dir = resolved
+	if !opts.ReadOnly {
+		restrictUmask() // Badger's files are made 0666 less the umask
+	}
 	created, err := checkDir(dir, opts)
 	if err != nil {
 		return nil, err
@@ -182,8 +200,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	if !opts.ReadOnly {
-		// From here on the store is in use: a crash leaves no marker (see vlogcheck.go).
-		os.Remove(filepath.Join(dir, closedMarker))
+		// From here on the store is in use: a crash leaves no marker (see vlogcheck.go),
+		// also a power loss (the removal is durable before anything is written).
+		if err := os.Remove(filepath.Join(dir, closedMarker)); err == nil {
+			if err := syncDir(dir); err != nil {
+				db.Close()
+				pre.stop()
+				return nil, fmt.Errorf("open store %s: sync directory: %w", dir, err)
+			}
+		}
 	}
 	s := &Store{dir: dir, db: db, prealloc: pre, opts: opts, log: opts.Logger, opens: map[uint64]int{}, writeErrs: map[uint64]error{}}
 	if !opts.ReadOnly {
@@ -214,18 +239,23 @@ func Open(dir string, opts Options) (*Store, error) {
 // of a format this build reads, an empty directory, or a missing one (both made into stores
 // with Create).
 func Check(dir string) error {
-	st, err := os.Stat(dir)
+	resolved, err := ResolvePath(dir)
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", dir, err)
+	}
+	dir = resolved
+	st, err := os.Lstat(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return checkAncestors(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	if !st.IsDir() {
+	if !st.IsDir() && st.Mode()&os.ModeSymlink == 0 {
 		return fmt.Errorf("open store %s: %w (it is a file)", dir, ErrNotStore)
 	}
-	if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
-		_, err := checkDir(dir, Options{})
+	if _, err := os.Lstat(filepath.Join(dir, markerFile)); err == nil {
+		_, err := checkDir(dir, Options{ReadOnly: true})
 		return err
 	}
 	_, err = checkDir(dir, Options{ReadOnly: true, Create: true})
@@ -235,29 +265,53 @@ func Check(dir string) error {
 	return err
 }
 
-// checkDir validates dir before Badger touches it; it reports whether a new store is being made.
+// checkDir validates dir (absolute, symlinks resolved) before Badger touches it: a store
+// directory no one else can change (storedir.go), made private when opened for writing, and
+// marked as a store of a format this build reads. It reports whether a new store is being made.
 func checkDir(dir string, opts Options) (bool, error) {
-	st, err := os.Stat(dir)
+	st, err := os.Lstat(dir)
 	switch {
-	case errors.Is(err, os.ErrNotExist) && opts.Create:
+	case errors.Is(err, os.ErrNotExist) && opts.Create && !opts.ReadOnly:
+		if err := checkAncestors(dir); err != nil {
+			return false, err
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return false, fmt.Errorf("create store: %w", err)
 		}
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			return false, fmt.Errorf("create store: sync %s: %w", filepath.Dir(dir), err)
+		}
 	case err != nil:
 		return false, fmt.Errorf("open store: %w", err)
-	case !st.IsDir():
+	case !st.IsDir() && st.Mode()&os.ModeSymlink == 0:
 		return false, fmt.Errorf("open store %s: %w (it is a file)", dir, ErrNotStore)
 	}
-	marker, err := os.ReadFile(filepath.Join(dir, markerFile))
-	if err == nil {
-		var v int
-		if _, err := fmt.Sscanf(string(marker), "lmfs store format %d", &v); err != nil {
-			return false, fmt.Errorf("open store %s: %w (unreadable %s file)", dir, ErrNotStore, markerFile)
+	if err := checkStoreDir(dir); err != nil {
+		return false, err
+	}
+	v, problem, err := readMarker(dir)
+	if err != nil {
+		return false, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if problem == "" && v > FormatVersion {
+		return false, fmt.Errorf("open store %s: %w (format %d, this lmfs reads up to %d)", dir, ErrNewerFormat, v, FormatVersion)
+	}
+	if problem != "" && hasBadgerFiles(dir) {
+		if !opts.IgnoreMarker {
+			return false, fmt.Errorf("open store %s: %w: %s, but the store's own files are there: run lmfs fsck --repair %s", dir, ErrBadMarker, problem, dir)
 		}
-		if v > FormatVersion {
-			return false, fmt.Errorf("open store %s: %w (format %d, this lmfs reads up to %d)", dir, ErrNewerFormat, v, FormatVersion)
+		problem = "" // Badger's format record decides (init)
+	}
+	if problem == "" {
+		if !opts.ReadOnly {
+			if err := tightenStoreDir(dir); err != nil {
+				return false, err
+			}
 		}
 		return false, nil
+	}
+	if problem != markerMissing {
+		return false, fmt.Errorf("open store %s: %w (%s)", dir, ErrNotStore, problem)
 	}
 	entries, _ := os.ReadDir(dir)
 	if foreign := slices.DeleteFunc(entries, func(e os.DirEntry) bool { return ownFiles[e.Name()] }); len(foreign) > 0 {
@@ -269,19 +323,78 @@ func checkDir(dir string, opts Options) (bool, error) {
 	if opts.ReadOnly {
 		return false, fmt.Errorf("open store %s: %w (empty directory)", dir, ErrNotStore)
 	}
-	if err := os.WriteFile(filepath.Join(dir, markerFile), []byte(markerText()), 0o600); err != nil {
+	if err := tightenStoreDir(dir); err != nil {
+		return false, err
+	}
+	if err := writeFileAtomic(dir, markerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
 		return false, fmt.Errorf("create store: %w", err)
 	}
 	return true, nil
 }
 
-func markerText() string {
-	return fmt.Sprintf("lmfs store format %d\nblock size %d\n", FormatVersion, codec.BlockSize)
+// markerMissing is readMarker's problem when there is no marker file.
+const markerMissing = "there is no " + markerFile + " file"
+
+// readMarker reads the format number from dir's marker file. A missing, empty or garbled
+// marker is not an error but a problem, said in words; err is for a marker that cannot be read.
+func readMarker(dir string) (version int, problem string, err error) {
+	f, err := openNoFollow(filepath.Join(dir, markerFile), os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, markerMissing, nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return 0, "", fmt.Errorf("read %s: %w", markerFile, err)
+	}
+	if len(b) == 0 {
+		return 0, markerFile + " is empty", nil
+	}
+	if _, err := fmt.Sscanf(string(b), "lmfs store format %d", &version); err != nil {
+		return 0, "unreadable " + markerFile + " file", nil
+	}
+	return version, "", nil
+}
+
+// hasBadgerFiles reports whether dir holds a Badger database (its manifest).
+func hasBadgerFiles(dir string) bool {
+	st, err := os.Lstat(filepath.Join(dir, "MANIFEST"))
+	return err == nil && st.Mode().IsRegular()
+}
+
+// markerText is the marker file of a store of format version and blockSize.
+func markerText(version, blockSize int) []byte {
+	return fmt.Appendf(nil, "lmfs store format %d\nblock size %d\n", version, blockSize)
+}
+
+// RestoreMarker writes the marker file anew from the store's format record, after an Open
+// with IgnoreMarker (lmfs fsck --repair).
+func (s *Store) RestoreMarker() error {
+	if s.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	return writeFileAtomic(s.dir, markerFile, markerText(s.format.Version, s.format.BlockSize))
 }
 
 // init writes a new store's format record and root, or checks an existing one's, then loads
 // the counters.
 func (s *Store) init(created bool) error {
+	if !created && !s.opts.ReadOnly && !s.opts.IgnoreMarker {
+		// A crash after the marker was written but before the format record was durable
+		// leaves a marked store with an empty database: there is nothing to lose, so its
+		// making is finished.
+		empty, err := s.emptyDB()
+		if err != nil {
+			return err
+		}
+		if empty {
+			s.log.Warn("the store's making was interrupted (no records yet): making it now", "store", s.dir)
+			created = true
+		}
+	}
 	if created {
 		now := time.Now()
 		s.format = Format{Magic: "lmfs", Version: FormatVersion, BlockSize: codec.BlockSize, Created: now.UTC().Format(time.RFC3339)}
@@ -343,6 +456,19 @@ func (s *Store) init(created bool) error {
 	return s.loadCounters()
 }
 
+// emptyDB reports whether the database holds no key at all.
+func (s *Store) emptyDB() (bool, error) {
+	empty := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	return empty, err
+}
+
 // Close persists the counters, marks the store clean and closes the database.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -368,9 +494,22 @@ func (s *Store) Close() error {
 	}
 	s.prealloc.stop()
 	if err == nil && !s.opts.ReadOnly {
-		err = os.WriteFile(filepath.Join(s.dir, closedMarker), nil, 0o600)
+		err = markClosed(s.dir)
 	}
 	return err
+}
+
+// markClosed leaves the marker of a clean close (vlogcheck.go), durably, never through a symlink.
+func markClosed(dir string) error {
+	f, err := openNoFollow(filepath.Join(dir, closedMarker), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("mark store closed: %w", err)
+	}
+	f.Close()
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("mark store closed: sync directory: %w", err)
+	}
+	return nil
 }
 
 // Sync makes every committed operation durable.

@@ -3,8 +3,6 @@ package blockstore
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -67,7 +65,7 @@ func (s *Store) recordFormat() error {
 	if err := s.db.Sync(); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(s.dir, markerFile), []byte(markerText()), 0o600)
+	return writeFileAtomic(s.dir, markerFile, markerText(FormatVersion, s.format.BlockSize))
 }
 
 // upgradeSome converts the next whole groups of format-1 records; done when none is left.

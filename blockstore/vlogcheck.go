@@ -117,7 +117,7 @@ func allZero(b []byte) bool {
 
 // guardValueLog refuses a cleanly closed store whose newest value-log file is damaged.
 func guardValueLog(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, closedMarker)); err != nil {
+	if _, err := os.Lstat(filepath.Join(dir, closedMarker)); err != nil {
 		return nil // not closed cleanly: a damaged tail is a torn write Badger may cut
 	}
 	p := newestValueLog(dir)
