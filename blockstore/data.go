@@ -976,7 +976,11 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 }
 
 // purgeGroups deletes the block groups of ino from group from on, in bounded transactions.
-func (s *Store) purgeGroups(ino, from uint64) error {
+func (s *Store) purgeGroups(ino, from uint64) error { return s.purgeGroupRange(ino, from, ^uint64(0)) }
+
+// purgeGroupRange deletes the block groups from..to-1 of ino, in bounded transactions (each
+// group goes whole in one of them: a crash leaves it as it was or gone).
+func (s *Store) purgeGroupRange(ino, from, to uint64) error {
 	for {
 		var d Delta
 		done := false
@@ -989,6 +993,9 @@ func (s *Store) purgeGroups(ino, from uint64) error {
 			var keys [][]byte
 			for it.Seek(groupKey(ino, from)); it.ValidForPrefix(prefix) && len(keys) < purgeGroups; it.Next() {
 				item := it.Item()
+				if _, g := decodeU64U64(item.Key()); g >= to {
+					break
+				}
 				if err := item.Value(func(v []byte) error { d.addGroup(v, -1); return nil }); err != nil {
 					it.Close()
 					return err

@@ -1,0 +1,207 @@
+package blockstore
+
+import (
+	"bytes"
+	"math/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"lmfs/codec"
+)
+
+// zeroModel applies ZeroRange to the model of a file's bytes.
+func zeroModel(model []byte, off, n int, keepSize bool) []byte {
+	if !keepSize && off+n > len(model) {
+		model = append(model, make([]byte, off+n-len(model))...)
+	}
+	if off < len(model) {
+		clear(model[off:min(off+n, len(model))])
+	}
+	return model
+}
+
+// TestZeroRangeAgainstModel applies random writes, truncates, punches and zero ranges (with
+// and without KEEP_SIZE) to a store file and to a byte slice: same content after each, the
+// counters equal to a full scan, every block the model holds all zeros a hole (SEEK_DATA
+// skips it), and the same across reopens.
+func TestZeroRangeAgainstModel(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	defer func() { s.Close() }()
+	ino := newFile(t, s, "f")
+	rng := rand.New(rand.NewSource(7))
+	var model []byte
+	text := bytes.Repeat([]byte("a punched hole reads as zeros and takes no space. "), 2000)
+	for i := 0; i < 500; i++ {
+		op := rng.Intn(20)
+		switch {
+		case op < 8:
+			off := rng.Intn(200000)
+			n := 1 + rng.Intn(70000)
+			if rng.Intn(3) == 0 {
+				off = off / bs * bs
+			}
+			data := make([]byte, n)
+			if rng.Intn(2) == 0 {
+				rng.Read(data)
+			} else {
+				copy(data, text[rng.Intn(1000):])
+			}
+			if err := s.WriteAt(ino, data, uint64(off)); err != nil {
+				t.Fatal(err)
+			}
+			if off+n > len(model) {
+				model = append(model, make([]byte, off+n-len(model))...)
+			}
+			copy(model[off:], data)
+		case op < 9:
+			size := rng.Intn(250000)
+			if _, err := s.Truncate(ino, uint64(size)); err != nil {
+				t.Fatal(err)
+			}
+			if size < len(model) {
+				model = model[:size]
+			} else {
+				model = append(model, make([]byte, size-len(model))...)
+			}
+		case op < 19:
+			off := rng.Intn(len(model) + 10000)
+			n := 1 + rng.Intn(100000)
+			switch rng.Intn(4) {
+			case 0:
+				off = off / bs * bs
+			case 1:
+				off, n = off/bs*bs, (1+rng.Intn(40))*bs
+			}
+			keep := rng.Intn(3) != 0
+			n0 := len(model)
+			f, err := s.ZeroRange(ino, uint64(off), uint64(n), keep)
+			if err != nil {
+				t.Fatalf("op %d: ZeroRange(%d, %d, keep %v) on %d bytes: %v", i, off, n, keep, n0, err)
+			}
+			model = zeroModel(model, off, n, keep)
+			if f.Size != uint64(len(model)) {
+				t.Fatalf("op %d: ZeroRange(%d, %d, keep %v) on %d bytes: size %d, want %d", i, off, n, keep, n0, f.Size, len(model))
+			}
+		default:
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openTest(t, dir)
+		}
+		if got := readAll(t, s, ino); !bytes.Equal(got, model) {
+			t.Fatalf("op %d (%d): content differs (len %d vs %d)", i, op, len(got), len(model))
+		}
+		if c := s.Counters(); !countersEqual(c, mustScan(t, s)) {
+			t.Fatalf("op %d (%d): counters %+v, a scan finds %+v", i, op, c, mustScan(t, s))
+		}
+		checkHoles(t, s, ino, model)
+	}
+	r, err := s.Fsck(FsckOptions{})
+	if err != nil || !r.Clean {
+		t.Fatalf("fsck after punches: %v %+v", err, r)
+	}
+}
+
+// checkHoles checks that every block of the model that is all zeros is a hole (SEEK_DATA
+// skips it) and every other one data.
+func checkHoles(t *testing.T, s *Store, ino uint64, model []byte) {
+	t.Helper()
+	for b := 0; b*bs < len(model); b++ {
+		zero := codec.IsZero(model[b*bs : min(len(model), (b+1)*bs)])
+		off, err := s.SeekData(ino, uint64(b*bs), false)
+		isData := err == nil && off == uint64(b*bs)
+		if isData == zero {
+			t.Fatalf("block %d: all zeros %v, but SEEK_DATA from it gives %d, %v", b, zero, off, err)
+		}
+	}
+}
+
+// TestZeroRangeSpace: punching most of a large file gives its stored bytes back, at once in
+// the counters, and the groups leave the index.
+func TestZeroRangeSpace(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	ino := newFile(t, s, "big")
+	data := mixedData(3, 8<<20)
+	writeFile(t, s, ino, data)
+	_, _, before := s.Counters().Stored()
+	// Unaligned at both ends: the partial blocks keep their other bytes.
+	off, n := uint64(3*bs+100), uint64(7<<20)
+	if _, err := s.ZeroRange(ino, off, n, true); err != nil {
+		t.Fatal(err)
+	}
+	clear(data[off : off+n])
+	if got := readAll(t, s, ino); !bytes.Equal(got, data) {
+		t.Fatal("content after the punch differs")
+	}
+	_, _, after := s.Counters().Stored()
+	if want := before / 8 * 2; after > want {
+		t.Fatalf("stored %d bytes before punching 7 of 8 MiB, %d after (want at most %d)", before, after, want)
+	}
+	if c := s.Counters(); !countersEqual(c, mustScan(t, s)) || c.Logical != int64(len(data)) {
+		t.Fatalf("counters %+v, scan %+v, logical want %d", c, mustScan(t, s), len(data))
+	}
+}
+
+// TestZeroRangeRacesCompactor: blocks punched while the compactor recodes them stay holes (its
+// swap finds the slot changed), and blocks it recodes around the punches keep their bytes.
+func TestZeroRangeRacesCompactor(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	ino := newFile(t, s, "f")
+	text := bytes.Repeat([]byte("the compactor recodes what a punch may remove at the same moment. "), 1<<15)
+	data := text[:2<<20]
+	s.StartCompactor(CompactOptions{Batch: 64, Idle: 10 * time.Millisecond})
+	rng := rand.New(rand.NewSource(11))
+	model := bytes.Clone(data)
+	for round := 0; round < 20; round++ {
+		writeFile(t, s, ino, data)
+		copy(model, data)
+		var wg sync.WaitGroup
+		for k := 0; k < 30; k++ {
+			off := rng.Intn(len(data))
+			n := 1 + rng.Intn(64<<10)
+			if _, err := s.ZeroRange(ino, uint64(off), uint64(n), true); err != nil {
+				t.Fatal(err)
+			}
+			clear(model[off:min(len(model), off+n)])
+			if k%10 == 0 {
+				// A reader alongside, through the cache the compactor's LM blocks would use.
+				at := uint64(rng.Intn(len(data)))
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					buf := make([]byte, 64<<10)
+					s.ReadAt(ino, buf, at)
+				}()
+			}
+		}
+		wg.Wait()
+		if got := readAll(t, s, ino); !bytes.Equal(got, model) {
+			t.Fatalf("round %d: content differs while compacting", round)
+		}
+	}
+	// Let the compactor finish: nothing pending, content unchanged, counters exact. It may
+	// take long on a loaded machine; it fails only when the compactor stops making progress.
+	last, stalled := s.Counters().Pending, time.Now()
+	for last > 0 {
+		time.Sleep(20 * time.Millisecond)
+		if p := s.Counters().Pending; p < last {
+			last, stalled = p, time.Now()
+		} else if time.Since(stalled) > time.Minute {
+			t.Fatalf("compactor left %d blocks pending and made no progress for a minute", p)
+		}
+	}
+	s.StopCompactor()
+	st := s.Compactor()
+	t.Logf("compactor: %d blocks recoded, %d skipped (changed while being recoded)", st.Blocks, st.Skipped)
+	if got := readAll(t, s, ino); !bytes.Equal(got, model) {
+		t.Fatal("content differs after compaction")
+	}
+	checkHoles(t, s, ino, model)
+	if c := s.Counters(); !countersEqual(c, mustScan(t, s)) {
+		t.Fatalf("counters %+v, scan %+v", c, mustScan(t, s))
+	}
+}
