@@ -30,18 +30,32 @@ var (
 	_ gofs.FileAllocater = (*handle)(nil)
 )
 
-// Allocate implements fallocate(2) modes 0 and KEEP_SIZE. Blocks are stored compressed when
+// Allocate implements fallocate(2) modes 0, KEEP_SIZE, PUNCH_HOLE (with KEEP_SIZE, as Linux
+// requires) and ZERO_RANGE (with or without KEEP_SIZE). Blocks are stored compressed when
 // written, so there is no space to reserve: mode 0 only extends the size (the new range is a
 // hole of zeros, as glibc's posix_fallocate fallback would make it), KEEP_SIZE changes
-// nothing. Punching holes and the other modes are not supported.
+// nothing. All-zero blocks are holes, so punching and zeroing are one store operation that
+// gives the range's space back (blockstore.ZeroRange); ZERO_RANGE without KEEP_SIZE also grows
+// the file to the range's end. COLLAPSE_RANGE, INSERT_RANGE, UNSHARE_RANGE and the others are
+// not supported.
 func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
-	const keepSize = 0x1 // FALLOC_FL_KEEP_SIZE
+	const (
+		keepSize  = 0x01 // FALLOC_FL_KEEP_SIZE
+		punchHole = 0x02 // FALLOC_FL_PUNCH_HOLE
+		zeroRange = 0x10 // FALLOC_FL_ZERO_RANGE
+	)
 	switch mode {
 	case 0:
 		_, err := h.fs.store.Allocate(h.ino, off+size)
 		return h.fs.errno("fallocate", err)
 	case keepSize:
 		return 0
+	case punchHole | keepSize, zeroRange, zeroRange | keepSize:
+		_, err := h.fs.store.ZeroRange(h.ino, off, size, mode&keepSize != 0)
+		if err != nil {
+			h.logBlockError(err)
+		}
+		return h.fs.errno("fallocate", err)
 	}
 	return syscall.EOPNOTSUPP
 }
