@@ -160,6 +160,9 @@ type NewNode struct {
 	Uid, Gid uint32
 	Rdev     uint32
 	Target   string // symlinks
+	// Umask is the creating process's umask, applied where the directory has no default ACL
+	// (where it has one, the ACL decides; see inheritACL).
+	Umask uint32
 }
 
 // Create makes a new file, directory, symlink or special file named name in parent.
@@ -198,6 +201,9 @@ func (s *Store) Create(parent uint64, name string, nn NewNode) (Inode, error) {
 		}
 		if child.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 			child.Size = uint64(len(nn.Target))
+		}
+		if err := inheritACL(txn, parent, &child, nn.Umask); err != nil {
+			return err
 		}
 		if err := addEntry(txn, &p, name, &child, now); err != nil {
 			return err
@@ -579,6 +585,9 @@ func (s *Store) SetAttr(ino uint64, c AttrChange) (Inode, error) {
 		}
 		if c.Mode != nil {
 			n.Mode = n.Mode&syscall.S_IFMT | *c.Mode&^uint32(syscall.S_IFMT)
+			if err := chmodACL(txn, &n); err != nil {
+				return err
+			}
 		}
 		if c.Uid != nil {
 			n.Uid = *c.Uid

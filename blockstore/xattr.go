@@ -3,6 +3,7 @@ package blockstore
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"syscall"
@@ -11,10 +12,14 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Xattr flags (as setxattr(2)).
+// Xattr flags (XattrCreate and XattrReplace as setxattr(2)).
 const (
 	XattrCreate  = 1
 	XattrReplace = 2
+	// XattrACLKillSGID, when setting XattrACLAccess, clears the set-group-ID bit: the caller
+	// is not in the file's group and lacks CAP_FSETID (the kernel says so; only it knows the
+	// caller's groups and capabilities).
+	XattrACLKillSGID = 1 << 16
 )
 
 const maxXattrSize = 64 << 10
@@ -94,13 +99,26 @@ func (s *Store) GetXattr(ino uint64, name string) ([]byte, error) {
 	return v, err
 }
 
-// SetXattr sets attribute name of ino (flags: XattrCreate, XattrReplace).
+// SetXattr sets attribute name of ino (flags: XattrCreate, XattrReplace, XattrACLKillSGID).
+//
+// The ACL attributes are not opaque (acl.go): a malformed value is EINVAL, and setting the
+// access ACL sets the mode's permission bits in the same transaction, storing the ACL only
+// when the mode cannot say it all (as posix_acl_update_mode). A default ACL is for
+// directories only.
 func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) error {
 	if len(name) == 0 || len(name) > 255 {
 		return syscall.ERANGE
 	}
 	if len(value) > maxXattrSize {
 		return syscall.E2BIG
+	}
+	var parsed acl
+	if isACLXattr(name) {
+		var err error
+		if parsed, err = parseACL(value); err != nil {
+			return err
+		}
+		value = parsed.marshal()
 	}
 	if err := s.reserveSpace(int64(len(name) + len(value) + 64)); err != nil {
 		return err
@@ -110,6 +128,21 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 		n, err := getInode(txn, ino)
 		if err != nil {
 			return err
+		}
+		store := true
+		switch {
+		case parsed == nil:
+		case n.Mode&syscall.S_IFMT == syscall.S_IFLNK:
+			return syscall.EOPNOTSUPP // symlinks have no ACLs (their mode is not checked)
+		case name == XattrACLDefault && !n.IsDir():
+			return syscall.EACCES // as ext4: only directories have default ACLs
+		case name == XattrACLAccess:
+			var equiv bool
+			n.Mode, equiv = parsed.equivMode(n.Mode)
+			store = !equiv
+			if flags&XattrACLKillSGID != 0 {
+				n.Mode &^= syscall.S_ISGID
+			}
 		}
 		_, err = txn.Get(xattrKey(ino, name))
 		exists = err == nil
@@ -126,12 +159,37 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 		if err := putInode(txn, &n); err != nil {
 			return err
 		}
+		if !store {
+			// The mode now says what the ACL said; an older ACL would contradict it.
+			return txn.Delete(xattrKey(ino, name))
+		}
 		return txn.Set(xattrKey(ino, name), append([]byte(nil), value...))
 	})
 	if err == nil && !exists && strings.HasPrefix(name, securityPrefix) {
 		s.secX.add(ino, 1)
 	}
 	return err
+}
+
+// getACL reads ACL attribute name of ino (nil if it has none). A stored ACL that does not
+// parse is corruption: the error says which inode.
+func getACL(txn *badger.Txn, ino uint64, name string) (acl, error) {
+	item, err := txn.Get(xattrKey(ino, name))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var a acl
+	err = item.Value(func(v []byte) error {
+		var perr error
+		if a, perr = parseACL(v); perr != nil {
+			return fmt.Errorf("inode %d: stored %s: %v", ino, name, perr) // not EINVAL: corruption
+		}
+		return nil
+	})
+	return a, err
 }
 
 // ListXattr returns the attribute names of ino.
@@ -177,4 +235,47 @@ func (s *Store) RemoveXattr(ino uint64, name string) error {
 		s.secX.add(ino, -1)
 	}
 	return err
+}
+
+// chmodACL brings the access ACL of n, if it has one, in line with its new mode (mask:: or
+// group:: takes the group bits), in the transaction that stores the mode.
+func chmodACL(txn *badger.Txn, n *Inode) error {
+	if n.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		return nil
+	}
+	a, err := getACL(txn, n.Ino, XattrACLAccess)
+	if err != nil || a == nil {
+		return err
+	}
+	return txn.Set(xattrKey(n.Ino, XattrACLAccess), a.chmod(n.Mode).marshal())
+}
+
+// inheritACL gives child, being created in directory parent, its permissions as a local file
+// system would (posix_acl_create): where parent has a default ACL, the child's mode and access
+// ACL come from it and the requested mode, and a directory inherits the default ACL itself;
+// elsewhere the caller's umask clears mode bits. Symlinks take neither (their mode is 0777).
+// It runs in the creating transaction, before child is stored.
+func inheritACL(txn *badger.Txn, parent uint64, child *Inode, umask uint32) error {
+	if child.Mode&syscall.S_IFMT == syscall.S_IFLNK {
+		return nil
+	}
+	def, err := getACL(txn, parent, XattrACLDefault)
+	if err != nil {
+		return err
+	}
+	if def == nil {
+		child.Mode &^= umask & permBits
+		return nil
+	}
+	var access acl
+	child.Mode, access = createFromDefault(def, child.Mode)
+	if access != nil {
+		if err := txn.Set(xattrKey(child.Ino, XattrACLAccess), access.marshal()); err != nil {
+			return err
+		}
+	}
+	if child.IsDir() {
+		return txn.Set(xattrKey(child.Ino, XattrACLDefault), def.marshal())
+	}
+	return nil
 }
