@@ -25,6 +25,7 @@ import (
 type FS struct {
 	store *blockstore.Store
 	log   *slog.Logger
+	extra requestExtras // what a request says that go-fuse's node API does not pass on
 }
 
 // Options configure Mount.
@@ -59,13 +60,31 @@ func Mount(mountpoint string, store *blockstore.Store, o Options) (*fuse.Server,
 			// Attributes and data the kernel caches stay valid: only this mount changes them.
 			ExplicitDataCacheControl: false,
 			MaxBackground:            64,
+			// POSIX ACLs: the kernel enforces them and caches them; the store keeps mode and
+			// ACL in sync and applies default ACLs on create. With ACLs the umask is ours to
+			// apply (DONT_MASK: the kernel sends the mode unmasked and the umask beside it),
+			// and SETXATTR_EXT carries the kernel's "clear set-group-ID" on ACL changes.
+			EnableAcl:         true,
+			ExtraCapabilities: fuse.CAP_DONT_MASK | fuse.CAP_SETXATTR_EXT,
 		},
+		// Permission bits 0 are mode 0000 (go-fuse would show them as 0644/0755).
+		NullPermissions: true,
 		EntryTimeout:    &entryTimeout,
 		AttrTimeout:     &attrTimeout,
 		NegativeTimeout: &negTimeout,
 		RootStableAttr:  &gofs.StableAttr{Ino: blockstore.RootIno, Mode: syscall.S_IFDIR},
 	}
-	return gofs.Mount(mountpoint, root, opts)
+	// gofs.Mount, with rawFS between the kernel and go-fuse's node API (request.go).
+	raw := &rawFS{RawFileSystem: gofs.NewNodeFS(root, opts), extra: &f.extra}
+	srv, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		return nil, err // as gofs.Mount: the serve loop ends with the failed mount
+	}
+	return srv, nil
 }
 
 // errno maps a store error to what the kernel gets. Errors that are not errno values are I/O

@@ -104,11 +104,21 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 }
 
 // newNode fills in the caller's ownership, with BSD group inheritance from a set-group-ID
-// directory, as local file systems do.
+// directory, as local file systems do, and the caller's umask (the store applies it, or the
+// directory's default ACL instead).
 func (n *node) newNode(ctx context.Context, mode uint32) blockstore.NewNode {
 	nn := blockstore.NewNode{Mode: mode}
 	if c, ok := fuse.FromContext(ctx); ok {
 		nn.Uid, nn.Gid = c.Uid, c.Gid
+	}
+	if mode&syscall.S_IFMT != syscall.S_IFLNK {
+		umask, ok := n.fs.extra.get(ctx)
+		if !ok {
+			// Every create, mkdir and mknod passes rawFS: not reached. Should it be, the
+			// strictest umask errs on the side of no access.
+			umask = 0o077
+		}
+		nn.Umask = umask
 	}
 	if p, err := n.fs.store.GetInode(n.ino()); err == nil && p.Mode&syscall.S_ISGID != 0 {
 		nn.Gid = p.Gid

@@ -5,6 +5,9 @@ import (
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"lmfs/blockstore"
 )
 
 var (
@@ -27,6 +30,10 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 }
 
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	flags &= blockstore.XattrCreate | blockstore.XattrReplace
+	if kf, ok := n.fs.extra.get(ctx); ok && kf&fuse.SETXATTR_ACL_KILL_SGID != 0 && attr == blockstore.XattrACLAccess {
+		flags |= blockstore.XattrACLKillSGID
+	}
 	return n.fs.errno("setxattr", n.fs.store.SetXattr(n.ino(), attr, data, flags))
 }
 
