@@ -25,11 +25,12 @@ func serveControl(st *blockstore.Store, extra func() map[string]any) (func(), er
 		return nil, fmt.Errorf("control socket %s is answering: is the store mounted elsewhere?", path)
 	}
 	os.Remove(path)
+	// The socket is made 0700 (blockstore.Open set the umask to 077): only the store's
+	// owner can ask. bind(2) never follows a symlink.
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	os.Chmod(path, 0o600)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		rep := buildReport(st, true)
@@ -56,6 +57,9 @@ func serveControl(st *blockstore.Store, extra func() map[string]any) (func(), er
 // controlGet asks the mount of store for path and decodes the JSON answer into v.
 func controlGet(store, path string, v any) error {
 	sock := socketPath(store)
+	if err := checkSocketOwner(store, sock); err != nil {
+		return err
+	}
 	c := &http.Client{
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"lmfs/blockstore"
@@ -34,17 +35,38 @@ func runFsck(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))
 	st, err := blockstore.Open(store, blockstore.Options{Logger: log})
+	var badMarker error
+	if errors.Is(err, blockstore.ErrBadMarker) {
+		// Badger's files are there: check the store by its own format record; only a
+		// repair writes the marker anew (after the store opened, so from that record).
+		badMarker = err
+		st, err = blockstore.Open(store, blockstore.Options{Logger: log, IgnoreMarker: true, ReadOnly: !*repair})
+	}
 	var damaged error
 	if errors.Is(err, blockstore.ErrDamagedLog) {
 		// Check what survives without letting Badger cut the damaged log.
 		damaged = err
-		st, err = blockstore.Open(store, blockstore.Options{Logger: log, ReadOnly: true})
+		st, err = blockstore.Open(store, blockstore.Options{Logger: log, ReadOnly: true, IgnoreMarker: badMarker != nil})
 		*repair = false
 	}
 	if err != nil {
+		if badMarker != nil {
+			return badMarker // the store cannot be checked read-only: say what a repair would do
+		}
 		return err
 	}
 	defer st.Close()
+	var markerFinding []blockstore.Finding
+	if badMarker != nil {
+		f := blockstore.Finding{Kind: "marker", Detail: strings.TrimPrefix(badMarker.Error(), "open store "+store+": ")}
+		if *repair {
+			if err := st.RestoreMarker(); err != nil {
+				return fmt.Errorf("restore the marker of %s: %w", store, err)
+			}
+			f.Detail, f.Repaired = fmt.Sprintf("%s: written anew from the store's format record (format %d)", blockstore.ErrBadMarker, st.Format().Version), true
+		}
+		markerFinding = append(markerFinding, f)
+	}
 	// Decode LM blocks with the store's own models only.
 	lm, err := openModels(st, lmFlags{ortLib: *ortLib, device: "cpu", noLM: true}, log)
 	if err != nil {
@@ -66,6 +88,10 @@ func runFsck(args []string) error {
 	if damaged != nil {
 		r.Findings = append([]blockstore.Finding{{Kind: "damaged-log", Detail: damaged.Error() + " (checked read-only; no repair)"}}, r.Findings...)
 		r.Clean = false
+	}
+	if len(markerFinding) > 0 {
+		r.Findings = append(markerFinding, r.Findings...)
+		r.Clean = r.Clean && markerFinding[0].Repaired
 	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)

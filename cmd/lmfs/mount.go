@@ -45,15 +45,20 @@ func runMount(args []string) error {
 	if err != nil {
 		return err
 	}
-	store, err := filepath.Abs(pos[0])
+	// Both paths with symlinks resolved, once: what is checked is what is used (a store path
+	// that does not exist yet is resolved as far as it exists).
+	store, err := blockstore.ResolvePath(pos[0])
 	if err != nil {
-		return err
+		return fmt.Errorf("store %s: %w", pos[0], err)
 	}
-	mnt, err := filepath.Abs(pos[1])
+	mnt, err := blockstore.ResolvePath(pos[1])
 	if err != nil {
-		return err
+		return fmt.Errorf("mountpoint %s: %w", pos[1], unwrapPathError(err))
 	}
 	if err := checkMountpoint(mnt); err != nil {
+		return err
+	}
+	if err := checkOverlap(store, mnt); err != nil {
 		return err
 	}
 	if !mf.foreground {
@@ -92,6 +97,53 @@ func checkMountpoint(mnt string) error {
 	return nil
 }
 
+// checkOverlap refuses a mountpoint that is the store directory, lies inside it or contains
+// it: every access of the server to its store would go through its own mount and wait for
+// itself (threads pile up in D state until the server dies). Both paths come resolved;
+// directories are also compared by identity (device and inode), which catches a bind mount
+// of one at the other.
+func checkOverlap(store, mnt string) error {
+	const why = "the server would reach its own store through the mount and hang: choose a mountpoint outside the store"
+	switch {
+	case store == mnt:
+		return fmt.Errorf("mountpoint %s is the store directory: %s", mnt, why)
+	case within(mnt, store):
+		return fmt.Errorf("mountpoint %s is inside the store %s: %s", mnt, store, why)
+	case within(store, mnt):
+		return fmt.Errorf("mountpoint %s contains the store %s: %s", mnt, store, why)
+	}
+	var mst, sst syscall.Stat_t
+	if syscall.Stat(mnt, &mst) != nil {
+		return nil // checkMountpoint reports it
+	}
+	for p := store; ; p = filepath.Dir(p) {
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil && st.Dev == mst.Dev && st.Ino == mst.Ino {
+			return fmt.Errorf("mountpoint %s is %s, which is or contains the store %s: %s", mnt, p, store, why)
+		}
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	if syscall.Stat(store, &sst) != nil {
+		return nil // not made yet: nothing below it
+	}
+	for p := filepath.Dir(mnt); ; p = filepath.Dir(p) {
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil && st.Dev == sst.Dev && st.Ino == sst.Ino {
+			return fmt.Errorf("mountpoint %s is inside %s, which is the store %s: %s", mnt, p, store, why)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+// within reports whether path lies below dir (both clean and absolute).
+func within(path, dir string) bool {
+	return strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
+}
+
 func unwrapPathError(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {
@@ -108,19 +160,27 @@ func daemonize(store, mnt string, mf mountFlags) error {
 		return err
 	}
 	logPath := mf.logFile
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
 	if logPath == "" {
-		// The store may not exist yet; the log lives beside it until it does.
+		// The store may not exist yet; the log lives beside it until it does. In the store
+		// it is never opened through a symlink (Check refuses one anyway) and is private.
 		if err := os.MkdirAll(store, 0o700); err == nil {
 			logPath = filepath.Join(store, "lmfs.log")
+			flags |= syscall.O_NOFOLLOW
 		} else {
 			return fmt.Errorf("create store: %w", err)
 		}
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(logPath, flags, 0o600)
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
 	defer logf.Close()
+	if flags&syscall.O_NOFOLLOW != 0 {
+		if err := logf.Chmod(0o600); err != nil {
+			return fmt.Errorf("open log: %w", err)
+		}
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"lmfs/blockstore"
 )
@@ -80,7 +81,12 @@ func resolveStore(arg string) (store string, mounted bool, err error) {
 	if _, err := os.Stat(abs); err != nil {
 		return "", false, fmt.Errorf("%s: %w", arg, err)
 	}
-	return abs, false, nil
+	// A symlink to the store is resolved once, as a mount resolves it (same socket path).
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", false, fmt.Errorf("%s: %w", arg, err)
+	}
+	return resolved, false, nil
 }
 
 // socketPath is where a mount of store answers control requests (stats, compaction). Unix
@@ -92,6 +98,26 @@ func socketPath(store string) string {
 	}
 	h := sha256.Sum256([]byte(store))
 	return filepath.Join(os.TempDir(), "lmfs-"+hex.EncodeToString(h[:8])+".sock")
+}
+
+// checkSocketOwner refuses a control socket outside the store (the temp directory, where
+// anyone can make one) that does not belong to the store's owner: its answers would be
+// another user's.
+func checkSocketOwner(store, sock string) error {
+	if filepath.Dir(sock) == store {
+		return nil // only the store's owner can make names in it (blockstore's checks)
+	}
+	var st, sst syscall.Stat_t
+	if err := syscall.Lstat(sock, &st); err != nil {
+		return fmt.Errorf("control socket %s: %w", sock, err)
+	}
+	if err := syscall.Stat(store, &sst); err != nil {
+		return fmt.Errorf("store %s: %w", store, err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFSOCK || st.Uid != sst.Uid {
+		return fmt.Errorf("control socket %s is not a socket of the store's owner (uid %d): ignored", sock, sst.Uid)
+	}
+	return nil
 }
 
 func storeFormat() int { return blockstore.FormatVersion }
