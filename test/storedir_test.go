@@ -69,9 +69,18 @@ func abortMount(t *testing.T, dir string) {
 // every word of want, and mounted nothing.
 func refusedMount(t *testing.T, store, mnt string, want ...string) {
 	t.Helper()
+	real := mnt // mountinfo names the directory a symlink leads to
+	if r, err := filepath.EvalSymlinks(mnt); err == nil {
+		real = r
+	}
+	t.Cleanup(func() { // also when lmfs times out (a server hung on its own mount)
+		if isMounted(real) {
+			abortMount(t, real)
+		}
+	})
 	r := lmfs(t, "mount", "--no-lm", store, mnt)
-	if isMounted(mnt) {
-		abortMount(t, mnt)
+	if isMounted(real) {
+		abortMount(t, real)
 		t.Errorf("lmfs mount %s %s mounted (exit %d); want a refusal", store, mnt, r.code)
 	}
 	oneLineError(t, r, want...)
