@@ -9,6 +9,7 @@ require (
 	github.com/klauspost/compress v1.20.4
 	github.com/yalue/onnxruntime_go v1.27.0
 	golang.org/x/sys v0.41.0
+	google.golang.org/protobuf v1.36.7
 )
 
 require (
@@ -22,5 +23,4 @@ require (
 	go.opentelemetry.io/otel v1.41.0 // indirect
 	go.opentelemetry.io/otel/metric v1.41.0 // indirect
 	go.opentelemetry.io/otel/trace v1.41.0 // indirect
-	google.golang.org/protobuf v1.36.7 // indirect
 )

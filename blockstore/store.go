@@ -133,8 +133,9 @@ type Store struct {
 	next      uint64 // next inode number to hand out
 }
 
-// Open opens (or with Create, creates) the store in dir.
-func Open(dir string, opts Options) (*Store, error) {
+// openStore opens (or with Create, creates) the store in dir (Open, boundary.go, is the
+// boundary that turns a panic into an error).
+func openStore(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
@@ -157,6 +158,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if !opts.ReadOnly && !created {
 		if err := guardValueLog(dir); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+	}
+	if !created {
+		// Badger trusts its index files: damage there must be an error, not its panic or
+		// its deletion of tables (tablecheck.go).
+		if err := checkIndex(dir); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
 	}
@@ -184,10 +192,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithBlockCacheSize(32 << 20).
 		WithIndexCacheSize(16 << 20).
 		// Damage in Badger's own files must never come back as data. A value-log entry whose
-		// checksum fails is an error (EIO), not bytes; a table is checked whole when opened,
-		// since a damaged table block reads as missing keys (holes: zeros) at run time.
+		// checksum fails is an error (EIO), not bytes; every table was checked whole just
+		// before (checkIndex: a damaged table block would read as missing keys, holes:
+		// zeros), so Badger does not check them again (its OnTableRead did, after parsing
+		// what it checks, and took longer: 140 ms against 78 for 40 MB of tables).
 		WithVerifyValueChecksum(true).
-		WithChecksumVerificationMode(options.OnTableRead)
+		WithChecksumVerificationMode(options.NoVerification)
 	db, err := badger.Open(bo)
 	if err != nil {
 		pre.stop()
