@@ -359,7 +359,13 @@ func (ss *segments) reserve(n int64, stream int) (*segFile, int64, error) {
 
 // rotate makes a new segment and appends the stream's entries to it from now on. Call with mu.
 func (ss *segments) rotate(stream int) error {
-	if err := os.MkdirAll(ss.dir, 0o700); err != nil {
+	if err := os.Mkdir(ss.dir, 0o700); err == nil {
+		// The first segment: data/ itself must survive a power loss, like its segments
+		// (whose names sync makes durable in data/).
+		if err := syncDir(filepath.Dir(ss.dir)); err != nil {
+			return fmt.Errorf("data segments: sync store directory: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("data segments: %w", err)
 	}
 	id := ss.next
