@@ -288,9 +288,6 @@ func checkDir(dir string, opts Options) (bool, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return false, fmt.Errorf("create store: %w", err)
 		}
-		if err := syncDir(filepath.Dir(dir)); err != nil {
-			return false, fmt.Errorf("create store: sync %s: %w", filepath.Dir(dir), err)
-		}
 	case err != nil:
 		return false, fmt.Errorf("open store: %w", err)
 	case !st.IsDir() && st.Mode()&os.ModeSymlink == 0:
@@ -338,6 +335,10 @@ func checkDir(dir string, opts Options) (bool, error) {
 	}
 	if err := writeFileAtomic(dir, markerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
 		return false, fmt.Errorf("create store: %w", err)
+	}
+	// The store directory's own name, made here or by the mount command, is durable too.
+	if err := syncDir(filepath.Dir(dir)); err != nil {
+		return false, fmt.Errorf("create store: sync %s: %w", filepath.Dir(dir), err)
 	}
 	return true, nil
 }
