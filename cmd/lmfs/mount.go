@@ -208,6 +208,7 @@ func daemonize(store, mnt string, mf mountFlags) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	logStart, _ := logf.Seek(0, io.SeekEnd) // where the server's output begins
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start mount server: %w", err)
 	}
@@ -221,7 +222,7 @@ func daemonize(store, mnt string, mf mountFlags) error {
 	}
 	cmd.Wait()
 	if line == "" {
-		return fmt.Errorf("mount server exited without mounting; see %s", logPath)
+		return serverFailure(logPath, logStart, cmd.ProcessState)
 	}
 	return errors.New(strings.TrimPrefix(line, "error: "))
 }
