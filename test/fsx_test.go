@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,9 +13,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// TestFSX is the project's fsx: random operations applied to an lmfs mount and to a plain
+// TestFSX is the project's fsx: random operations (writes, reads, truncates, appends, holes
+// punched and ranges zeroed, renames, unlinks, closes) applied to an lmfs mount and to a plain
 // temp dir, compared byte for byte. It prints its seed; LMFS_FSX_SEED=N replays a run and
 // LMFS_FSX_OPS=N changes the number of operations.
 func TestFSX(t *testing.T) {
@@ -225,8 +229,12 @@ func (x *fsx) run(ops int) {
 		switch k := x.r.IntN(100); {
 		case k < 40:
 			x.write(slot)
-		case k < 60:
+		case k < 52:
 			x.read(slot)
+		case k < 56:
+			x.punch(slot, punchHole)
+		case k < 60:
+			x.punch(slot, []uint32{zeroRange, zeroKeep}[x.r.IntN(2)])
 		case k < 70:
 			x.truncate(slot)
 		case k < 76:
@@ -258,6 +266,35 @@ func (x *fsx) write(slot int) {
 	}
 	if _, err := p.r.WriteAt(b, off); err != nil {
 		x.fail("pwrite ref: %v", err)
+	}
+}
+
+// punch applies fallocate mode (PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE with or without KEEP_SIZE)
+// at an offset and length picked as for writes (inside, across or past the end). Where the
+// reference file system lacks the mode (tmpfs has no ZERO_RANGE), it is written as zeros.
+func (x *fsx) punch(slot int, mode uint32) {
+	p := x.open(slot)
+	size := x.refSize(slot)
+	off, n := x.offset(size), int64(x.length())
+	op := map[uint32]string{punchHole: "punch", zeroRange: "zero", zeroKeep: "zerokeep"}[mode]
+	x.logOp("%s %s off=%d len=%d (size %d)", op, x.name(slot), off, n, size)
+	if err := unix.Fallocate(int(p.l.Fd()), mode, off, n); err != nil {
+		x.fail("fallocate %s on lmfs: %v", op, err)
+	}
+	err := unix.Fallocate(int(p.r.Fd()), mode, off, n)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		end := off + n
+		if mode&keepSize != 0 {
+			end = min(end, size)
+		}
+		if off < end {
+			_, err = p.r.WriteAt(make([]byte, end-off), off)
+		} else {
+			err = nil
+		}
+	}
+	if err != nil {
+		x.fail("fallocate %s on the reference: %v", op, err)
 	}
 }
 
