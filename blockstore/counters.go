@@ -274,7 +274,9 @@ func (s *Store) scanCounters() (Delta, error) {
 				return nil
 			})
 			if err != nil {
-				return err
+				// One unreadable record must not keep the store from opening (fsck could
+				// not check it either): it is not counted, and fsck names it.
+				s.log.Warn("counters: inode record unreadable; not counted (lmfs fsck names it)", "err", err)
 			}
 		}
 		for it.Seek([]byte{tagGroup}); it.ValidForPrefix([]byte{tagGroup}); it.Next() {

@@ -48,6 +48,7 @@ type fsckInode struct {
 	n       Inode
 	links   uint32 // entries pointing at it
 	subdirs uint32
+	kids    []uint64 // inodes its entries point to (directories)
 	parent  uint64 // parent of the first entry seen
 	name    string
 	reached bool
@@ -56,7 +57,17 @@ type fsckInode struct {
 // Fsck checks every block (decoded and checked against its CRC) and the metadata: entries
 // point to inodes, link counts match, no block lies past its file's end, no orphaned blocks,
 // xattrs or markers, counters equal what is stored, every model referenced is present.
-func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
+// Whatever the store holds, it returns a report or an error, never panics (boundary.go).
+func (s *Store) Fsck(o FsckOptions) (r *FsckReport, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, panicError("fsck", p, s.log)
+		}
+	}()
+	return s.fsck(o)
+}
+
+func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 	s.StopCompactor()
 	if s.gcStop != nil {
 		// GC moves groups between segments: the check reads one snapshot, whose references
@@ -69,19 +80,29 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 	inodes := map[uint64]*fsckInode{}
 	var dels [][]byte // keys repair deletes
 	var sets []kv     // keys repair rewrites
+	// A key whose length its table does not allow is only damage or a hostile store: no
+	// record of it can be read, and repair drops it.
+	malformedKey := func(k []byte) {
+		add(Finding{Kind: "orphan-key", Detail: fmt.Sprintf("malformed %q key (%d bytes)", k[0], len(k))})
+		dels = append(dels, k)
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)
 		defer it.Close()
 		for it.Seek([]byte{tagInode}); it.ValidForPrefix([]byte{tagInode}); it.Next() {
-			k := it.Item().Key()
+			k := it.Item().KeyCopy(nil)
+			if len(k) != 9 {
+				malformedKey(k)
+				continue
+			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
 			}
 			ino := binary.BigEndian.Uint64(k[1:])
 			n, err := unmarshalInode(ino, v)
-			if err != nil || len(k) != 9 {
-				add(Finding{Kind: "bad-inode", Ino: ino, Detail: fmt.Sprint(err)})
+			if err != nil {
+				add(Finding{Kind: "bad-inode", Ino: ino, Detail: err.Error()})
 				continue
 			}
 			inodes[ino] = &fsckInode{n: n}
@@ -93,6 +114,10 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 		// Directory entries, both views.
 		for it.Seek([]byte{tagDirent}); it.ValidForPrefix([]byte{tagDirent}); it.Next() {
 			k := it.Item().KeyCopy(nil)
+			if len(k) < 10 {
+				malformedKey(k)
+				continue
+			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
@@ -118,6 +143,7 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 			}
 			r.Entries++
 			c.links++
+			p.kids = append(p.kids, d.Ino)
 			if c.parent == 0 {
 				c.parent, c.name = parent, name
 			}
@@ -140,6 +166,10 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 		}
 		for it.Seek([]byte{tagDirOrder}); it.ValidForPrefix([]byte{tagDirOrder}); it.Next() {
 			k := it.Item().KeyCopy(nil)
+			if len(k) != 17 {
+				malformedKey(k)
+				continue
+			}
 			v, _ := it.Item().ValueCopy(nil)
 			parent, _ := decodeU64U64(k)
 			if len(v) < 12 {
@@ -156,7 +186,11 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 		for _, tag := range []byte{tagXattr, tagOrphan, tagTrim} {
 			for it.Seek([]byte{tag}); it.ValidForPrefix([]byte{tag}); it.Next() {
 				k := it.Item().KeyCopy(nil)
-				if len(k) < 9 || inodes[binary.BigEndian.Uint64(k[1:9])] == nil {
+				if tag == tagXattr && len(k) < 10 || tag != tagXattr && len(k) != 9 {
+					malformedKey(k)
+					continue
+				}
+				if inodes[binary.BigEndian.Uint64(k[1:9])] == nil {
 					add(Finding{Kind: "orphan-key", Detail: fmt.Sprintf("%c key of missing inode", tag)})
 					dels = append(dels, k)
 				}
@@ -255,6 +289,10 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 		defer it.Close()
 		for it.Seek([]byte{tagGroup}); it.ValidForPrefix([]byte{tagGroup}); it.Next() {
 			k := it.Item().KeyCopy(nil)
+			if len(k) != 17 {
+				malformedKey(k)
+				continue
+			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
@@ -262,10 +300,6 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 			ino, g := decodeU64U64(k)
 			c := inodes[ino]
 			switch {
-			case len(k) != 17:
-				add(Finding{Kind: "orphan-block", Detail: "malformed block group key"})
-				dels = append(dels, k)
-				continue
 			case c == nil || !c.n.IsReg():
 				add(Finding{Kind: "orphan-block", Ino: ino, Block: int64(g * GroupBlocks), Detail: "block group of a missing or non-regular inode"})
 				dels = append(dels, k, pendingKey(ino, g), freshKey(ino, g))
@@ -327,6 +361,10 @@ func (s *Store) Fsck(o FsckOptions) (*FsckReport, error) {
 		for _, tag := range []byte{tagPending, tagFresh} {
 			for it.Seek([]byte{tag}); it.ValidForPrefix([]byte{tag}); it.Next() {
 				k := it.Item().KeyCopy(nil)
+				if len(k) != 17 {
+					malformedKey(k)
+					continue
+				}
 				ino, g := decodeU64U64(k)
 				if !s.hasKey(groupKey(ino, g)) {
 					add(Finding{Kind: "orphan-key", Ino: ino, Block: int64(g * GroupBlocks), Detail: fmt.Sprintf("pending mark (%c) of missing block group %d (block %d on)", tag, g, g*GroupBlocks)})
@@ -367,26 +405,22 @@ func shortID(model []byte) uint32 {
 	return binary.BigEndian.Uint32(id[:4])
 }
 
+// markReached marks what the root reaches through directory entries (the entries
+// themselves, not the readdir slots: a damaged slot must not make a tree look unreachable,
+// which repair would then link into lost+found a second time).
 func (s *Store) markReached(inodes map[uint64]*fsckInode) {
 	queue := []uint64{RootIno}
 	inodes[RootIno].reached = true
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
-		for after := uint64(0); ; {
-			ents, err := s.ReadDir(dir, after, 4096)
-			if err != nil || len(ents) == 0 {
-				break
-			}
-			for _, e := range ents {
-				if c := inodes[e.Ino]; c != nil && !c.reached {
-					c.reached = true
-					if c.n.IsDir() {
-						queue = append(queue, e.Ino)
-					}
+		for _, ino := range inodes[dir].kids {
+			if c := inodes[ino]; c != nil && !c.reached {
+				c.reached = true
+				if c.n.IsDir() {
+					queue = append(queue, ino)
 				}
 			}
-			after = ents[len(ents)-1].Cookie
 		}
 	}
 }

@@ -69,7 +69,14 @@ func modelKey(id [32]byte) []byte              { return append([]byte{tagModel},
 // prefix of all keys of one table for one inode (blocks, xattrs, entries of a directory).
 func inoPrefix(tag byte, ino uint64) []byte { return keyU64(tag, ino) }
 
-// decodeU64U64 splits a 17-byte key into its two numbers.
+// decodeU64U64 splits a 17-byte key into its two numbers. Another length (only damage or a
+// hostile store makes one) decodes as if cut or padded with zeros to 17 bytes, never a panic;
+// padding keeps Badger's key order, so an iteration that seeks by the numbers stays in order.
 func decodeU64U64(k []byte) (uint64, uint64) {
+	if len(k) < 17 {
+		var b [17]byte
+		copy(b[:], k)
+		k = b[:]
+	}
 	return binary.BigEndian.Uint64(k[1:9]), binary.BigEndian.Uint64(k[9:17])
 }

@@ -549,6 +549,9 @@ func (s *Store) ReadDir(ino uint64, after uint64, max int) ([]DirEntry, error) {
 		it := txn.NewIterator(o)
 		defer it.Close()
 		for it.Seek(dirOrderKey(ino, after+1)); it.ValidForPrefix(prefix) && len(out) < max; it.Next() {
+			if len(it.Item().Key()) != 17 {
+				continue // not a readdir slot (damage; fsck names it)
+			}
 			_, cookie := decodeU64U64(it.Item().Key())
 			err := it.Item().Value(func(v []byte) error {
 				if len(v) < 12 {
