@@ -32,8 +32,8 @@ func nobodyUID() int {
 	return 65534
 }
 
-// fuseConn is the device number (minor) of the FUSE mount at dir, from mountinfo (a stat of
-// a hung mount would hang); 0 when dir is not a mount.
+// fuseConn is the device number (minor) of the lmfs mount at dir, from mountinfo (a stat of
+// a hung mount would hang); 0 when no lmfs is mounted there.
 func fuseConn(dir string) int {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -44,7 +44,8 @@ func fuseConn(dir string) int {
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && fields[4] == dir {
+		_, after, _ := strings.Cut(sc.Text(), " - ")
+		if len(fields) > 4 && fields[4] == dir && strings.HasPrefix(after, "fuse.lmfs ") {
 			if _, minor, ok := strings.Cut(fields[2], ":"); ok {
 				n, _ := strconv.Atoi(minor)
 				return n
@@ -61,8 +62,8 @@ func abortMount(t *testing.T, dir string) {
 	t.Helper()
 	if n := fuseConn(dir); n != 0 {
 		os.WriteFile(fmt.Sprintf("/sys/fs/fuse/connections/%d/abort", n), []byte("1"), 0)
+		exec.Command("umount", "-l", dir).Run()
 	}
-	exec.Command("umount", "-l", dir).Run()
 }
 
 // refusedMount runs `lmfs mount store mnt` and checks that it failed with one line naming
@@ -73,13 +74,9 @@ func refusedMount(t *testing.T, store, mnt string, want ...string) {
 	if r, err := filepath.EvalSymlinks(mnt); err == nil {
 		real = r
 	}
-	t.Cleanup(func() { // also when lmfs times out (a server hung on its own mount)
-		if isMounted(real) {
-			abortMount(t, real)
-		}
-	})
+	t.Cleanup(func() { abortMount(t, real) }) // also when lmfs times out (a server hung on its own mount)
 	r := lmfs(t, "mount", "--no-lm", store, mnt)
-	if isMounted(real) {
+	if fuseConn(real) != 0 {
 		abortMount(t, real)
 		t.Errorf("lmfs mount %s %s mounted (exit %d); want a refusal", store, mnt, r.code)
 	}
@@ -450,6 +447,20 @@ func TestMountOverlapsStore(t *testing.T) {
 			}
 		})
 	}
+	t.Run("bind mount alias of the store", func(t *testing.T) {
+		bind := filepath.Join(t.TempDir(), "bind")
+		os.Mkdir(bind, 0o755)
+		if out, err := exec.Command("mount", "--bind", outer, bind).CombinedOutput(); err != nil {
+			t.Skipf("bind mount: %v %s", err, out)
+		}
+		defer exec.Command("umount", bind).Run()
+		// The store's directory, and a directory inside it, reached through the bind mount.
+		sub := filepath.Join(innerStore, "sub")
+		os.MkdirAll(sub, 0o700)
+		defer os.RemoveAll(innerStore)
+		refusedMount(t, innerStore, filepath.Join(bind, "store"), "mountpoint", "is or contains the store")
+		refusedMount(t, innerStore, filepath.Join(bind, "store", "sub"), "mountpoint", "inside", "which is the store")
+	})
 	m = mountAt(t, store, m.dir, "--no-lm")
 	if got := readFile(t, m.path("keep")); string(got) != "precious" {
 		t.Errorf("the store after the refusals: %q", got)
