@@ -29,6 +29,11 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./codec/
 	$(GO) test -run XXX -fuzz '^FuzzLMDecode$$' -fuzztime $(FUZZTIME) ./codec/
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./model/
+# What a damaged or hostile store supplies (blockstore/*_fuzz_test.go).
+	for t in FuzzParseGroup FuzzParseRef FuzzSegmentEntry FuzzInodeRecord FuzzDirent FuzzACL \
+		FuzzStoreRecords FuzzCheckTable FuzzParseManifest; do \
+		$(GO) test -run XXX -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./blockstore/ || exit 1; \
+	done
 
 # Benchmarks print tables (README has the results); they are measurements, not tests.
 bench: bench-fs bench-codec bench-lm

@@ -114,3 +114,11 @@ func unmarshalDirent(b []byte) (dirent, error) {
 		Cookie: binary.LittleEndian.Uint64(b[12:]),
 	}, nil
 }
+
+// parseSlot decodes a readdir slot value (orderValue): the child's inode, type bits and name.
+func parseSlot(v []byte) (DirEntry, error) {
+	if len(v) < 12 {
+		return DirEntry{}, fmt.Errorf("short readdir slot (%d bytes)", len(v))
+	}
+	return DirEntry{Name: string(v[12:]), Ino: binary.LittleEndian.Uint64(v), Mode: binary.LittleEndian.Uint32(v[8:])}, nil
+}

@@ -554,11 +554,12 @@ func (s *Store) ReadDir(ino uint64, after uint64, max int) ([]DirEntry, error) {
 			}
 			_, cookie := decodeU64U64(it.Item().Key())
 			err := it.Item().Value(func(v []byte) error {
-				if len(v) < 12 {
+				e, err := parseSlot(v)
+				if err != nil {
 					return syscall.EIO
 				}
-				out = append(out, DirEntry{Name: string(v[12:]), Ino: binary.LittleEndian.Uint64(v),
-					Mode: binary.LittleEndian.Uint32(v[8:]), Cookie: cookie})
+				e.Cookie = cookie
+				out = append(out, e)
 				return nil
 			})
 			if err != nil {
