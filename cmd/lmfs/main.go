@@ -6,7 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,12 +31,14 @@ func commands() []command {
 	}
 }
 
-func usage() {
-	fmt.Fprintf(os.Stderr, "lmfs: a FUSE file system that stores files compressed by a language model\n\nUsage: lmfs COMMAND [ARGS]\n\nCommands:\n")
+// usage prints the command list: to stdout when asked for (--help, help), to stderr when
+// the command line was wrong.
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "lmfs: a FUSE file system that stores files compressed by a language model\n\nUsage: lmfs COMMAND [ARGS]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(os.Stderr, "\nRun 'lmfs COMMAND --help' for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun 'lmfs COMMAND --help' (or 'lmfs help COMMAND') for a command's flags.\n")
 }
 
 // errUsage marks an error already explained by the command's usage text.
@@ -42,17 +46,21 @@ var errUsage = errors.New("usage")
 
 func main() {
 	if len(os.Args) < 2 {
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
-	name := os.Args[1]
+	name, args := os.Args[1], os.Args[2:]
 	if name == "-h" || name == "--help" || name == "help" {
-		usage()
-		return
+		if name != "help" || len(args) == 0 {
+			usage(os.Stdout)
+			return
+		}
+		// lmfs help COMMAND is lmfs COMMAND --help.
+		name, args = args[0], []string{"--help"}
 	}
 	for _, c := range commands() {
 		if c.name == name {
-			err := c.run(os.Args[2:])
+			err := c.run(args)
 			switch {
 			case err == nil:
 			case errors.Is(err, flag.ErrHelp):
@@ -71,26 +79,59 @@ func main() {
 	os.Exit(2)
 }
 
-// newFlags makes a command's flag set with a usage text naming its arguments.
+// newFlags makes a command's flag set. The flag package prints nothing itself: parseArgs
+// prints the help (stdout) or a one-line error.
 func newFlags(name string) *flag.FlagSet {
 	fl := flag.NewFlagSet(name, flag.ContinueOnError)
-	fl.Usage = func() {
-		for _, c := range commands() {
-			if c.name == name {
-				fmt.Fprintf(fl.Output(), "Usage: lmfs %s %s\n\n%s.\n", name, c.args, c.summary)
-			}
-		}
-		fl.PrintDefaults()
-	}
+	fl.SetOutput(io.Discard)
+	fl.Usage = func() {}
 	return fl
 }
 
+// internalFlag starts the usage text of flags lmfs passes to itself; help leaves them out.
+const internalFlag = "internal:"
+
+// printUsage writes a command's usage: its arguments, what it does and its flags (long ones
+// as --name, as the README writes them; internal ones left out).
+func printUsage(w io.Writer, fl *flag.FlagSet) {
+	for _, c := range commands() {
+		if c.name == fl.Name() {
+			fmt.Fprintf(w, "Usage: lmfs %s %s\n\n%s.\n\n", c.name, c.args, c.summary)
+		}
+	}
+	fl.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Usage, internalFlag) {
+			return
+		}
+		kind, text := flag.UnquoteUsage(f)
+		dash := "--"
+		if len(f.Name) == 1 {
+			dash = "-"
+		}
+		line := "  " + dash + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		if def := f.DefValue; def != "" && def != "false" && def != "0" {
+			text += fmt.Sprintf(" (default %s)", def)
+		}
+		fmt.Fprintf(w, "%s\n    \t%s\n", line, text)
+	})
+}
+
 // parseArgs parses flags (also after positional arguments) and checks the positional count.
+// --help prints the usage on stdout and returns flag.ErrHelp (exit 0); a bad flag is one
+// line (exit 2); a wrong number of arguments prints the usage on stderr (exit 2).
 func parseArgs(fl *flag.FlagSet, args []string, min, max int) ([]string, error) {
 	var pos []string
 	for {
 		if err := fl.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage(os.Stdout, fl)
+				return nil, err
+			}
+			fmt.Fprintf(os.Stderr, "lmfs %s: %v (see 'lmfs %s --help')\n", fl.Name(), err, fl.Name())
+			return nil, errUsage
 		}
 		args = fl.Args()
 		if len(args) == 0 {
@@ -100,7 +141,7 @@ func parseArgs(fl *flag.FlagSet, args []string, min, max int) ([]string, error) 
 		args = args[1:]
 	}
 	if len(pos) < min || (max >= 0 && len(pos) > max) {
-		fl.Usage()
+		printUsage(os.Stderr, fl)
 		return nil, errUsage
 	}
 	return pos, nil

@@ -38,7 +38,7 @@ func runMount(args []string) error {
 	fl.StringVar(&mf.options, "o", "", "mount options, comma separated (allow_other, default_permissions, ro, ...)")
 	fl.BoolVar(&mf.debug, "debug", false, "log every FUSE request")
 	fl.StringVar(&mf.logFile, "log", "", "log file of a background mount (default STORE/lmfs.log)")
-	fl.IntVar(&mf.readyFD, "ready-fd", 0, "internal: file descriptor to report readiness on")
+	fl.IntVar(&mf.readyFD, "ready-fd", 0, internalFlag+" file descriptor to report readiness on")
 	fl.BoolVar(&mf.noCompact, "no-compact", false, "keep blocks as the write path stored them (fast codec); no background recoding")
 	mf.lm.register(fl)
 	pos, err := parseArgs(fl, args, 2, 2)
