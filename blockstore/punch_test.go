@@ -33,7 +33,11 @@ func TestZeroRangeAgainstModel(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	var model []byte
 	text := bytes.Repeat([]byte("a punched hole reads as zeros and takes no space. "), 2000)
-	for i := 0; i < 500; i++ {
+	ops := 500
+	if testing.Short() {
+		ops = 200
+	}
+	for i := 0; i < ops; i++ {
 		op := rng.Intn(20)
 		switch {
 		case op < 8:
@@ -156,7 +160,11 @@ func TestZeroRangeRacesCompactor(t *testing.T) {
 	s.StartCompactor(CompactOptions{Batch: 64, Idle: 10 * time.Millisecond})
 	rng := rand.New(rand.NewSource(11))
 	model := bytes.Clone(data)
-	for round := 0; round < 20; round++ {
+	rounds := 20
+	if testing.Short() {
+		rounds = 8
+	}
+	for round := 0; round < rounds; round++ {
 		writeFile(t, s, ino, data)
 		copy(model, data)
 		var wg sync.WaitGroup
