@@ -75,6 +75,19 @@ func FindORTLibrary(libPath string) string {
 	return "libonnxruntime.so.1"
 }
 
+// LoadORT loads the ONNX Runtime library FindORTLibrary(libPath) names into the process
+// (once; see initORT) and returns its path. Callers use it to learn early whether the
+// library is usable at all, before anything depends on it. Errors wrap ErrORTUnavailable.
+func LoadORT(libPath string) (string, error) {
+	path := FindORTLibrary(libPath)
+	return path, initORT(path)
+}
+
+// ORTLibrary is the library loaded into this process and its version ("" before one loads).
+func ORTLibrary() (path, version string) {
+	return ortLibPath(), ortVersion()
+}
+
 // initORT loads the library once per process. A failed load may be retried (with the
 // same or another path); a successful one binds the process to that library.
 func initORT(path string) error {
@@ -93,7 +106,7 @@ func initORT(path string) error {
 	}
 	ort.SetSharedLibraryPath(path)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
-		return fmt.Errorf("%w: load %s (need ONNX Runtime %s or newer): %v", ErrORTUnavailable, path, MinORTVersion, err)
+		return fmt.Errorf("%w: %s", ErrORTUnavailable, loadFailure(path, err))
 	}
 	if err := checkORTVersion(); err != nil {
 		ort.DestroyEnvironment()
@@ -101,6 +114,85 @@ func initORT(path string) error {
 	}
 	ortState.path = path
 	return nil
+}
+
+// loadReason is the dynamic loader's reason in an InitializeEnvironment error, without the
+// wrappers that repeat the path ("Platform-specific initialization failed: Error loading
+// ONNX shared library "x": x: invalid ELF header" is "invalid ELF header"), or a missing
+// symbol for a library that is not ONNX Runtime.
+func loadReason(err error) string {
+	s := err.Error()
+	if strings.Contains(s, "Error loading ONNX shared library") {
+		i := strings.LastIndex(s, ": ")
+		if i < 0 {
+			return ""
+		}
+		return strings.TrimSpace(s[i+2:])
+	}
+	return s
+}
+
+// loadFailure says why the library at path did not load, in words a user can act on.
+func loadFailure(path string, err error) string {
+	reason := loadReason(err)
+	if !strings.ContainsRune(path, '/') {
+		if reason == "" || strings.Contains(reason, "No such file") {
+			return fmt.Sprintf("no ONNX Runtime library found (%s is not in lib/ beside lmfs or on the loader's search path, and $LMFS_ORT_LIB is not set)", path)
+		}
+	} else if _, serr := os.Stat(path); serr != nil {
+		var pe *os.PathError
+		if errors.As(serr, &pe) {
+			serr = pe.Err
+		}
+		return fmt.Sprintf("cannot load %s: %v", path, serr)
+	}
+	if reason == "" {
+		// dlerror is per thread and may be read on another one: the loader's words are lost.
+		reason = "not a loadable shared library"
+	}
+	return fmt.Sprintf("cannot load %s: %s", path, reason)
+}
+
+// ortReason is the message of an ONNX Runtime error without the source position and status
+// code before it ("/onnxruntime_src/...cc:1952 onnxruntime::...Get() [ONNXRuntimeError] :
+// 1 : FAIL : Failed to load library ..." is "Failed to load library ...").
+func ortReason(err error) string {
+	s := err.Error()
+	const tag = "[ONNXRuntimeError] : "
+	if i := strings.LastIndex(s, tag); i >= 0 {
+		rest := s[i+len(tag):]
+		// "N : CODE : message"
+		if parts := strings.SplitN(rest, " : ", 3); len(parts) == 3 {
+			return strings.TrimSpace(parts[2])
+		}
+		return rest
+	}
+	return s
+}
+
+// cudaProviderDir is where the loaded library looks for its CUDA provider: the directory
+// it was loaded from (ONNX Runtime loads providers from beside itself), per the process's
+// memory maps, which also covers a library found on the loader's search path.
+func cudaProviderDir(path string) string {
+	if b, err := os.ReadFile("/proc/self/maps"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if i := strings.IndexByte(line, '/'); i >= 0 {
+				p := line[i:]
+				if strings.HasPrefix(filepath.Base(p), "libonnxruntime.so") {
+					return filepath.Dir(p)
+				}
+			}
+		}
+	}
+	return filepath.Dir(path)
+}
+
+// hasCUDAProvider reports whether the CUDA provider library is beside the loaded ONNX
+// Runtime. Device auto tries CUDA only then: a CPU build (the npm package) has none, and
+// asking it for CUDA only produces a long load error.
+func hasCUDAProvider(path string) bool {
+	_, err := os.Stat(filepath.Join(cudaProviderDir(path), "libonnxruntime_providers_cuda.so"))
+	return err == nil
 }
 
 func checkORTVersion() error {
@@ -220,15 +312,21 @@ func newORT(m *Model, o Options) (r *ortRunner, cudaErr, err error) {
 	nsess, threads := o.sessions(), o.threads()
 	switch strings.ToLower(o.Device) {
 	case "", "auto":
-		r, cudaErr = newORTRunner(m, nsess, threads, true)
-		if cudaErr == nil {
-			return r, nil, nil
+		if hasCUDAProvider(path) {
+			r, cudaErr = newORTRunner(m, nsess, threads, true)
+			if cudaErr == nil {
+				return r, nil, nil
+			}
 		}
 		r, err = newORTRunner(m, nsess, threads, false)
 		return r, cudaErr, err
 	case "cpu":
 		r, err = newORTRunner(m, nsess, threads, false)
 	case "cuda":
+		if !hasCUDAProvider(path) {
+			return nil, nil, fmt.Errorf("%w: %s has no CUDA provider (no libonnxruntime_providers_cuda.so in %s): a CUDA build of ONNX Runtime %s or newer is needed",
+				ErrORTUnavailable, path, cudaProviderDir(path), MinORTVersion)
+		}
 		r, err = newORTRunner(m, nsess, threads, true)
 	default:
 		err = fmt.Errorf("%w: unknown device %q (auto, cpu or cuda)", ErrORTUnavailable, o.Device)
@@ -274,20 +372,20 @@ func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
 	if cuda {
 		cu, err := ort.NewCUDAProviderOptions()
 		if err != nil {
-			return nil, fmt.Errorf("%w: CUDA provider options: %v", ErrORTUnavailable, err)
+			return nil, fmt.Errorf("%w: CUDA provider: %v", ErrORTUnavailable, ortReason(err))
 		}
 		defer cu.Destroy()
 		// TF32 would round the float32 products: never allowed (FORMAT.md).
 		if err := cu.Update(map[string]string{"device_id": "0", "use_tf32": "0"}); err != nil {
-			return nil, fmt.Errorf("%w: CUDA provider options: %v", ErrORTUnavailable, err)
+			return nil, fmt.Errorf("%w: CUDA provider options: %v", ErrORTUnavailable, ortReason(err))
 		}
 		if err := opts.AppendExecutionProviderCUDA(cu); err != nil {
-			return nil, fmt.Errorf("%w: CUDA provider: %v", ErrORTUnavailable, err)
+			return nil, fmt.Errorf("%w: CUDA provider: %v", ErrORTUnavailable, ortReason(err))
 		}
 	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.onnx, []string{"ctx"}, []string{"logits"}, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%w: create session for %s: %v", ErrORTUnavailable, m.Name(), err)
+		return nil, fmt.Errorf("%w: create session for %s: %v", ErrORTUnavailable, m.Name(), ortReason(err))
 	}
 	return &ortSession{
 		s: s, m: m,

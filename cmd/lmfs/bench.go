@@ -20,6 +20,9 @@ func runBench(args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := lf.check(); err != nil {
+		return err
+	}
 	o := bench.Options{LMBatch: *batch}
 	if !*quiet {
 		o.Progress = os.Stderr
@@ -30,9 +33,12 @@ func runBench(args []string) error {
 			return err
 		}
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		r, err := lf.runner(m, logger)
+		r, fallback, err := lf.runner(m, logger)
 		if err != nil {
 			return fmt.Errorf("open model %s: %w", m.Name(), err)
+		}
+		if fallback != nil {
+			logger.Warn("ONNX Runtime not usable: the model runs on the slower Go evaluator", "err", fallback)
 		}
 		defer r.Close()
 		if !*jsonOut {

@@ -19,6 +19,9 @@ func runCompact(args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, err := lf.check(); err != nil {
+		return err
+	}
 	if !isTerminal(os.Stderr) {
 		*quiet = true
 	}

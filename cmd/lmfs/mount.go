@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,17 @@ func runMount(args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkMountOptions(mf.options); err != nil {
+		return err
+	}
+	// The model flags are checked before anything is made or mounted; a server started by
+	// a background mount (ready-fd) was checked by its parent.
+	var fallback error
+	if mf.readyFD == 0 {
+		if fallback, err = mf.lm.check(); err != nil {
+			return err
+		}
+	}
 	// Both paths with symlinks resolved, once: what is checked is what is used (a store path
 	// that does not exist yet is resolved as far as it exists).
 	store, err := blockstore.ResolvePath(pos[0])
@@ -62,9 +74,42 @@ func runMount(args []string) error {
 		return err
 	}
 	if !mf.foreground {
-		return daemonize(store, mnt, mf)
+		if err := daemonize(store, mnt, mf); err != nil {
+			return err
+		}
+		if fallback != nil {
+			// Said once, on the terminal; the log has it too. (A foreground server logs it
+			// on the terminal itself.)
+			fmt.Fprintln(os.Stderr, fallbackNote(fallback))
+		}
+		return nil
 	}
 	return serve(store, mnt, mf)
+}
+
+// mountOptions are the -o options a mount accepts: what the kernel's FUSE and fusermount
+// understand and lmfs does not set itself (fsname and subtype name the mount as lmfs's;
+// user_id, group_id, fd and rootmode are the mount's own). Anything else is refused
+// before anything is made, instead of failing in mount(2) with EINVAL.
+var mountOptions = []string{
+	"allow_other", "default_permissions", "ro", "rw", "nosuid", "suid", "nodev", "dev",
+	"noexec", "exec", "noatime", "atime", "nodiratime", "diratime", "relatime", "norelatime",
+	"strictatime", "nostrictatime", "lazytime", "nolazytime", "sync", "async", "dirsync",
+}
+
+// checkMountOptions refuses an -o option the mount would fail on.
+func checkMountOptions(opts string) error {
+	for _, o := range strings.Split(opts, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" || slices.Contains(mountOptions, o) {
+			continue
+		}
+		if name, _, ok := strings.Cut(o, "="); ok && name == "max_read" {
+			continue
+		}
+		return fmt.Errorf("-o %s: unknown mount option (lmfs accepts %s, max_read=N)", o, strings.Join(mountOptions, ", "))
+	}
+	return nil
 }
 
 // checkMountpoint refuses what would fail later with a less clear message.
@@ -196,7 +241,15 @@ func daemonize(store, mnt string, mf mountFlags) error {
 	if mf.debug {
 		args = append(args, "--debug")
 	}
-	args = append(args, "--model="+absIfSet(mf.lm.model), "--ort-lib="+absIfSet(mf.lm.ortLib), "--device="+mf.lm.device)
+	// The server gets the model flags as given (only those given: a device or library that
+	// was named must work, the defaults may fall back).
+	args = append(args, "--model="+absIfSet(mf.lm.model))
+	if mf.lm.libSet {
+		args = append(args, "--ort-lib="+absIfSet(mf.lm.ortLib))
+	}
+	if mf.lm.deviceSet {
+		args = append(args, "--device="+mf.lm.device)
+	}
 	if mf.lm.noLM {
 		args = append(args, "--no-lm")
 	}
