@@ -57,6 +57,9 @@ func runMount(args []string) error {
 			return err
 		}
 	}
+	if err := checkStoreLink(pos[0]); err != nil {
+		return err
+	}
 	// Both paths with symlinks resolved, once: what is checked is what is used (a store path
 	// that does not exist yet is resolved as far as it exists).
 	store, err := blockstore.ResolvePath(pos[0])
@@ -73,8 +76,10 @@ func runMount(args []string) error {
 	if err := checkOverlap(store, mnt); err != nil {
 		return err
 	}
+	// What this invocation makes of a new store is removed again if the mount fails.
+	made := newDirs(store)
 	if !mf.foreground {
-		if err := daemonize(store, mnt, mf); err != nil {
+		if err := daemonize(store, mnt, mf, made); err != nil {
 			return err
 		}
 		if fallback != nil {
@@ -84,7 +89,91 @@ func runMount(args []string) error {
 		}
 		return nil
 	}
-	return serve(store, mnt, mf)
+	mounted := false
+	err = serve(store, mnt, mf, &mounted)
+	if err != nil && !mounted {
+		removeNewStore(made)
+	}
+	return err
+}
+
+// checkStoreLink says plainly that STORE is a symlink to a missing path (a new store cannot
+// be made through it: lmfs never follows a link to make a directory).
+func checkStoreLink(arg string) error {
+	fi, err := os.Lstat(arg)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return nil
+	}
+	if _, err := os.Stat(arg); errors.Is(err, os.ErrNotExist) {
+		target, _ := os.Readlink(arg)
+		return fmt.Errorf("store %s is a symlink to a missing path (%s): make that directory, or give the store's real path", arg, target)
+	}
+	return nil
+}
+
+// newDirs lists the directories from dir up that do not exist yet, dir first: what a
+// mount of a new store makes, and takes away again when the mount fails.
+func newDirs(dir string) []string {
+	var out []string
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			return out
+		}
+		out = append(out, p)
+		if p == filepath.Dir(p) {
+			return out
+		}
+	}
+}
+
+// removeNewStore removes a store directory this invocation made (made[0], and the
+// directories made above it) after its mount failed: nothing was mounted from it, so it
+// holds only what this invocation wrote. A store another process opened meanwhile (it holds
+// Badger's directory lock) is left alone; the lock is taken while removing, so no one opens
+// a half-removed store.
+func removeNewStore(made []string) {
+	if len(made) == 0 {
+		return
+	}
+	if d, err := os.Open(made[0]); err == nil {
+		defer d.Close()
+		if unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			return
+		}
+		os.RemoveAll(made[0])
+	}
+	for _, p := range made[1:] {
+		if os.Remove(p) != nil {
+			return // not empty: someone else put something there
+		}
+	}
+}
+
+// storeInUse reports a store that a running server (or an offline compact or fsck) holds
+// open, before a second mount puts anything into it: not even its error into the log of the
+// mount that is running.
+func storeInUse(store string) error {
+	d, err := os.Open(store)
+	if err != nil {
+		return nil // not made yet, or the server's open says why
+	}
+	defer d.Close()
+	err = unix.Flock(int(d.Fd()), unix.LOCK_SH|unix.LOCK_NB)
+	if err == nil {
+		unix.Flock(int(d.Fd()), unix.LOCK_UN)
+		return nil
+	}
+	if !errors.Is(err, unix.EWOULDBLOCK) {
+		return nil
+	}
+	var rep report
+	if controlGet(store, "/stats", &rep) == nil {
+		if m, ok := findMountOf(store); ok {
+			return fmt.Errorf("store %s is in use: mounted at %s (server pid %d)", store, m.point, rep.PID)
+		}
+		return fmt.Errorf("store %s is in use: mounted by server pid %d", store, rep.PID)
+	}
+	return fmt.Errorf("store %s: %w", store, blockstore.ErrLocked)
 }
 
 // mountOptions are the -o options a mount accepts: what the kernel's FUSE and fusermount
@@ -199,9 +288,12 @@ func unwrapPathError(err error) error {
 
 // daemonize starts `lmfs mount -f` in a new session and returns once it reports the mount
 // ready (or its error).
-func daemonize(store, mnt string, mf mountFlags) error {
-	// Refuse a foreign or newer directory before the log file is put into it.
+func daemonize(store, mnt string, mf mountFlags, made []string) error {
+	// Refuse a foreign or newer directory, or one in use, before the log file is put into it.
 	if err := blockstore.Check(store); err != nil {
+		return err
+	}
+	if err := storeInUse(store); err != nil {
 		return err
 	}
 	logPath := mf.logFile
@@ -275,13 +367,49 @@ func daemonize(store, mnt string, mf mountFlags) error {
 	}
 	cmd.Wait()
 	if line == "" {
+		// A crash: the store and the log with the report stay for a look.
 		return serverFailure(logPath, logStart, cmd.ProcessState)
 	}
-	return errors.New(strings.TrimPrefix(line, "error: "))
+	msg := strings.TrimPrefix(line, "error: ")
+	if strings.Contains(msg, "fusermount") {
+		// fusermount says why on its stderr, which is the log.
+		if why := fusermountReason(logPath, logStart); why != "" {
+			if i := strings.Index(msg, "fusermount exited"); i >= 0 {
+				msg = msg[:i] + why // go-fuse's "exited with code 256" says nothing more
+			} else {
+				msg += ": " + why
+			}
+		}
+	}
+	logf.Close()
+	removeNewStore(made)
+	return errors.New(msg)
 }
 
-// serve mounts and serves until unmounted or signalled.
-func serve(store, mnt string, mf mountFlags) error {
+// fusermountReason is the last thing fusermount wrote to the log from offset from, without
+// its path ("/usr/bin/fusermount3: unknown option 'x'" is "fusermount3: unknown option 'x'").
+func fusermountReason(logPath string, from int64) string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return ""
+	}
+	why := ""
+	sc := bufio.NewScanner(io.LimitReader(f, maxLogTail))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.Index(line, "fusermount"); i >= 0 && !strings.Contains(line, "level=") && !strings.HasPrefix(line, "lmfs ") {
+			why = strings.TrimSpace(line[strings.LastIndex(line[:i+1], "/")+1:])
+		}
+	}
+	return why
+}
+
+// serve mounts and serves until unmounted or signalled; mounted is set once the mount is up.
+func serve(store, mnt string, mf mountFlags, mounted *bool) error {
 	var ready io.WriteCloser
 	if mf.readyFD > 0 {
 		ready = os.NewFile(uintptr(mf.readyFD), "ready")
@@ -334,8 +462,10 @@ func serve(store, mnt string, mf mountFlags) error {
 	if err != nil {
 		stopControl()
 		st.Close()
-		return fail(fmt.Errorf("mount %s: %w", mnt, err))
+		// go-fuse ends some of its errors with a newline.
+		return fail(fmt.Errorf("mount %s: %s", mnt, strings.TrimSpace(err.Error())))
 	}
+	*mounted = true
 	setReadAhead(mnt, readAheadKB, log)
 	log.Info("mounted", "store", store, "mountpoint", mnt, "pid", os.Getpid())
 	if ready != nil {

@@ -60,6 +60,17 @@ func findMount(path string) (mountEntry, bool) {
 	return mountEntry{}, false
 }
 
+// findMountOf returns the lmfs mount whose store is store, if any.
+func findMountOf(store string) (mountEntry, bool) {
+	ms, _ := readMounts()
+	for i := len(ms) - 1; i >= 0; i-- {
+		if isLmfs(ms[i]) && ms[i].source == store {
+			return ms[i], true
+		}
+	}
+	return mountEntry{}, false
+}
+
 func isLmfs(m mountEntry) bool { return m.fstype == "fuse.lmfs" || m.fstype == "lmfs" }
 
 // resolveStore turns STORE|MOUNTPOINT into a store directory, and says whether it is mounted
@@ -77,6 +88,9 @@ func resolveStore(arg string) (store string, mounted bool, err error) {
 			return "", false, fmt.Errorf("%s is a %s mount, not lmfs", abs, m.fstype)
 		}
 		return m.source, true, nil
+	}
+	if err := checkStoreLink(arg); err != nil {
+		return "", false, err
 	}
 	if _, err := os.Stat(abs); err != nil {
 		return "", false, fmt.Errorf("%s: %w", arg, err)
