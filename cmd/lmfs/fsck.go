@@ -94,6 +94,9 @@ func runFsck(args []string) error {
 		r.Clean = r.Clean && markerFinding[0].Repaired
 	}
 	if *asJSON {
+		if r.Findings == nil {
+			r.Findings = []blockstore.Finding{} // a clean store: "findings": [], not null
+		}
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		enc.Encode(r)

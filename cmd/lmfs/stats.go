@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"golang.org/x/sys/unix"
+
 	"lmfs/blockstore"
 )
 
@@ -99,6 +101,9 @@ func getReport(arg string) (report, error) {
 	if err := controlGet(store, "/stats", &rep); err == nil {
 		return rep, nil
 	}
+	if err := checkReadable(store); err != nil {
+		return report{}, err
+	}
 	st, err := blockstore.Open(store, blockstore.Options{ReadOnly: true})
 	if errors.Is(err, blockstore.ErrLocked) {
 		return report{}, fmt.Errorf("%s is open in another process that does not answer on %s", store, socketPath(store))
@@ -114,10 +119,27 @@ func getReport(arg string) (report, error) {
 	return buildReport(st, false), nil
 }
 
+// checkReadable says that a store of another user is a permission problem: lmfs opens only
+// its own user's stores (and root opens any), and a store directory is private (0700).
+func checkReadable(store string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(store, &st); err != nil {
+		return nil // Open says why
+	}
+	euid := uint32(os.Geteuid())
+	if euid != 0 && st.Uid != euid {
+		return fmt.Errorf("permission denied: store %s belongs to uid %d; only its owner (or root) can read it", store, st.Uid)
+	}
+	if err := unix.Access(store, unix.R_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("permission denied: cannot read store %s (mode %04o): %w", store, st.Mode&0o7777, err)
+	}
+	return nil
+}
+
 func printReport(r report) {
 	state := "not mounted"
 	if r.Mounted {
-		state = fmt.Sprintf("mounted (pid %d)", r.PID)
+		state = fmt.Sprintf("mounted, server pid %d", r.PID)
 	}
 	fmt.Printf("store          %s (%s)\n", r.Store, state)
 	fmt.Printf("files          %d files, %d directories, %d symlinks\n", r.Files, r.Dirs, r.Symlinks)
@@ -170,5 +192,5 @@ func human(n int64) string {
 		f /= unit
 		i++
 	}
-	return fmt.Sprintf("%.2f %ciB (%d bytes)", f, suffix[i], n)
+	return fmt.Sprintf("%.2f %ciB", f, suffix[i]) // exact byte counts: --json
 }
