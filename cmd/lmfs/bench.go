@@ -24,8 +24,8 @@ func runBench(args []string) error {
 		return err
 	}
 	o := bench.Options{LMBatch: *batch}
-	if !*quiet {
-		o.Progress = os.Stderr
+	if !*quiet && isTerminal(os.Stderr) {
+		o.Progress = os.Stderr // a redirected stderr gets no \r frames
 	}
 	if !lf.noLM {
 		m, err := lf.load()
