@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,8 @@ type Options struct {
 	AllowOther   bool
 	Debug        bool
 	Logger       *slog.Logger
+	// Reads, when set, counts the reads being served (a shutdown says what it waits for).
+	Reads *atomic.Int64
 }
 
 // Mount serves store at mountpoint and returns once the kernel mount is ready.
@@ -75,7 +78,7 @@ func Mount(mountpoint string, store *blockstore.Store, o Options) (*fuse.Server,
 		RootStableAttr:  &gofs.StableAttr{Ino: blockstore.RootIno, Mode: syscall.S_IFDIR},
 	}
 	// gofs.Mount, with rawFS between the kernel and go-fuse's node API (request.go).
-	raw := &rawFS{RawFileSystem: gofs.NewNodeFS(root, opts), extra: &f.extra}
+	raw := &rawFS{RawFileSystem: gofs.NewNodeFS(root, opts), extra: &f.extra, reads: o.Reads}
 	srv, err := fuse.NewServer(raw, mountpoint, &opts.MountOptions)
 	if err != nil {
 		return nil, err

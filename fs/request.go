@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
@@ -17,6 +18,16 @@ import (
 type rawFS struct {
 	fuse.RawFileSystem
 	extra *requestExtras
+	reads *atomic.Int64 // reads in progress, or nil (Options.Reads)
+}
+
+// Read counts the read while it is served (decoding LM blocks can take seconds).
+func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	if r.reads != nil {
+		r.reads.Add(1)
+		defer r.reads.Add(-1)
+	}
+	return r.RawFileSystem.Read(cancel, in, buf)
 }
 
 // requestExtras holds, per request in flight, the values the node API does not carry.

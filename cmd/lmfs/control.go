@@ -18,7 +18,7 @@ import (
 // over HTTP on a unix socket next to its store (Badger lets only one process open a store).
 
 // serveControl starts answering on the store's socket; the returned func stops it.
-func serveControl(st *blockstore.Store, extra func() map[string]any) (func(), error) {
+func serveControl(st *blockstore.Store, extra func() map[string]any, state *serverState) (func(), error) {
 	path := socketPath(st.Dir())
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
@@ -32,7 +32,15 @@ func serveControl(st *blockstore.Store, extra func() map[string]any) (func(), er
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/state", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(state.report())
+	})
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		if state.Phase() != phaseServing {
+			http.Error(w, "the store is closing", http.StatusServiceUnavailable)
+			return
+		}
 		rep := buildReport(st, true)
 		if extra != nil {
 			rep.Extra = extra()

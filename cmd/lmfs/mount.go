@@ -439,7 +439,8 @@ func serve(store, mnt string, mf mountFlags, mounted *bool) error {
 	if !mf.noCompact {
 		st.StartCompactor(blockstore.CompactOptions{LM: lmEncoder(lm)})
 	}
-	stopControl, err := serveControl(st, func() map[string]any { return mountExtra(st, lm) })
+	state := newServerState()
+	stopControl, err := serveControl(st, func() map[string]any { return mountExtra(st, lm) }, state)
 	if err != nil {
 		st.Close()
 		return fail(err)
@@ -458,7 +459,7 @@ func serve(store, mnt string, mf mountFlags, mounted *bool) error {
 	if !contains(opts, "default_permissions") {
 		opts = append(opts, "default_permissions")
 	}
-	srv, err := fs.Mount(mnt, st, fs.Options{MountOptions: opts, AllowOther: allowOther, Debug: mf.debug, Logger: log})
+	srv, err := fs.Mount(mnt, st, fs.Options{MountOptions: opts, AllowOther: allowOther, Debug: mf.debug, Logger: log, Reads: &state.reads})
 	if err != nil {
 		stopControl()
 		st.Close()
@@ -472,32 +473,33 @@ func serve(store, mnt string, mf mountFlags, mounted *bool) error {
 		fmt.Fprintln(ready, "ok")
 		ready.Close()
 	}
+	// Signals are caught from here on: the first unmounts, the second forces (shutdown.go).
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		s := <-sig
-		log.Info("signal: unmounting", "signal", s)
-		for i := 0; i < 50; i++ {
-			if err := srv.Unmount(); err == nil {
-				return
-			} else {
-				log.Warn("unmount failed, retrying", "err", err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}()
+	served := make(chan struct{})
+	go shutdownOnSignal(mnt, sig, served, state, log)
 	srv.Wait()
-	stopControl()
+	close(served)
 	if _, err := os.Stat(filepath.Join(store, "LMFS")); err != nil {
 		// Badger would retry its final flush into a deleted directory forever.
+		stopControl()
 		log.Error("the store directory is gone: exiting without closing it", "store", store, "err", err)
 		return fmt.Errorf("store %s vanished while mounted", store)
 	}
-	if err := st.Close(); err != nil {
+	// The control socket answers /state until the store is closed: lmfs umount says what
+	// the server is waiting for.
+	state.phase.Store(phaseClosing)
+	log.Info("unmounted; closing the store (writing back queued writes, stopping the compactor)", "store", store)
+	err = nil
+	progress(2*time.Second, 10*time.Second, func(d time.Duration) {
+		log.Info("still closing the store", "elapsed", d)
+	}, func() { err = st.Close() })
+	stopControl()
+	if err != nil {
 		log.Error("closing the store failed", "err", err)
 		return err
 	}
-	log.Info("unmounted; store closed", "store", store)
+	log.Info("store closed", "store", store)
 	return nil
 }
 
