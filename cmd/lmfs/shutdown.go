@@ -115,7 +115,7 @@ func shutdownOnSignal(mnt string, sig <-chan os.Signal, done <-chan struct{}, st
 		case time.Since(said) < 10*time.Second:
 		case errors.Is(err, syscall.EBUSY):
 			said = time.Now()
-			log.Warn(busyError(mnt).Error()+"; retrying every second (^C again to force)")
+			log.Warn(busyError(mnt).Error() + "; retrying every second (^C again to force)")
 		default:
 			said = time.Now()
 			log.Warn("unmount failed; retrying every second (^C again to force)", "mountpoint", mnt, "err", err)
