@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"lmfs/blockstore"
@@ -29,6 +32,10 @@ func runCompact(args []string) error {
 	if err != nil {
 		return err
 	}
+	// ^C or SIGTERM stops the work (and the waiting); the store is closed cleanly.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	var rep report
 	if err := controlGet(store, "/stats", &rep); err == nil {
 		// A mount serves this store: its compactor is already at work.
@@ -36,18 +43,30 @@ func runCompact(args []string) error {
 			fmt.Printf("%d blocks pending; the mount (pid %d) is compacting them\n", rep.Pending, rep.PID)
 			return nil
 		}
-		return waitPending(func() (int64, error) {
+		err := waitPending(func() (int64, error) {
 			var r report
 			err := controlGet(store, "/stats", &r)
 			return r.Pending, err
-		}, *quiet)
+		}, *quiet, sig)
+		if errors.Is(err, errInterrupted) {
+			return fmt.Errorf("%w: stopped waiting; the mount (pid %d) goes on compacting", errInterrupted, rep.PID)
+		}
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := blockstore.Open(store, blockstore.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	closed := false
+	closeStore := func() error {
+		if closed {
+			return nil
+		}
+		closed = true
+		return st.Close()
+	}
+	defer closeStore()
 	lm, err := openModels(st, lf, log)
 	if err != nil {
 		return err
@@ -59,7 +78,27 @@ func runCompact(args []string) error {
 			return 0, fmt.Errorf("compactor: %s", c.LastError)
 		}
 		return st.Counters().Pending, nil
-	}, *quiet)
+	}, *quiet, sig)
+	if errors.Is(err, errInterrupted) {
+		// The batch being coded is finished or dropped (recoding is all or nothing per
+		// block), then the store is closed as after a finished run; a second signal quits.
+		fmt.Fprintln(os.Stderr, "lmfs compact: interrupted: stopping the compactor and closing the store (^C again to quit at once; the next open recovers the store)")
+		go func() {
+			<-sig
+			fmt.Fprintln(os.Stderr, "lmfs compact: quit without closing the store")
+			os.Exit(130)
+		}()
+		st.StopCompactor()
+		c, pending := st.Compactor(), st.Counters().Pending
+		if cerr := closeStore(); cerr != nil {
+			return fmt.Errorf("interrupted; closing the store failed: %w", cerr)
+		}
+		left := "nothing left pending"
+		if pending > 0 {
+			left = fmt.Sprintf("%d still pending (run again to go on)", pending)
+		}
+		return fmt.Errorf("%w: store closed cleanly; %d blocks recoded, %s", errInterrupted, c.Blocks, left)
+	}
 	st.StopCompactor()
 	if err != nil {
 		return err
@@ -69,8 +108,12 @@ func runCompact(args []string) error {
 	return nil
 }
 
-// waitPending polls the pending count until it reaches zero, drawing a progress bar.
-func waitPending(pending func() (int64, error), quiet bool) error {
+// errInterrupted: a command stopped on SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+// waitPending polls the pending count until it reaches zero, drawing a progress bar; a
+// signal on stop ends it with errInterrupted.
+func waitPending(pending func() (int64, error), quiet bool, stop <-chan os.Signal) error {
 	start := time.Now()
 	var total int64 = -1
 	for {
@@ -90,7 +133,14 @@ func waitPending(pending func() (int64, error), quiet bool) error {
 			}
 			return nil
 		}
-		time.Sleep(250 * time.Millisecond)
+		select {
+		case <-stop:
+			if !quiet {
+				fmt.Fprintln(os.Stderr)
+			}
+			return errInterrupted
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }
 

@@ -68,6 +68,10 @@ func main() {
 				os.Exit(2)
 			case errors.Is(err, errFindings):
 				os.Exit(1)
+			case errors.Is(err, errInterrupted):
+				fmt.Fprintf(os.Stderr, "lmfs %s: %v\n", name, err)
+				os.Exit(130) // as a shell reports a command ended by ^C
+
 			default:
 				fmt.Fprintf(os.Stderr, "lmfs %s: %v\n", name, err)
 				os.Exit(1)
