@@ -63,6 +63,10 @@ func Mount(mountpoint string, store *blockstore.Store, o Options) (*fuse.Server,
 			// Attributes and data the kernel caches stay valid: only this mount changes them.
 			ExplicitDataCacheControl: false,
 			MaxBackground:            64,
+			// Reads answer with bytes in memory (decoded blocks), which go-fuse cannot
+			// splice: each 1 MiB read only grew a pipe past the kernel's limit and logged
+			// "trySplice: ... max pipe size" before falling back to a plain write.
+			DisableSplice: true,
 			// POSIX ACLs: the kernel enforces them and caches them; the store keeps mode and
 			// ACL in sync and applies default ACLs on create. With ACLs the umask is ours to
 			// apply (DONT_MASK: the kernel sends the mode unmasked and the umask beside it),
