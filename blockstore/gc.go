@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -73,41 +74,174 @@ func (s *Store) startGC() {
 		poll := time.NewTicker(gcPoll)
 		defer poll.Stop()
 		last := time.Now()
-		// Segment GC scans the whole index: passes are spaced at least ten times their
-		// scans' duration apart, so on a big store it stays a small share of the machine.
-		// (The copying it does is bounded by the garbage it gives back.)
-		lastSeg, segFreed, segFirst, segTook := time.Now(), int64(0), true, time.Duration(0)
+		pacer := segPacer{last: time.Now(), first: true}
+		progress := &s.space.gc
+		progress.setRunning(true)
+		defer progress.setRunning(false)
+		var spaced <-chan time.Time // a due segment pass waits out its spacing
 		for {
 			select {
 			case <-s.gcStop:
 				return
 			case <-poll.C:
 			case <-s.gcKick:
+			case <-spaced:
 			}
+			spaced = nil
+			progress.begin()
+			busy := false // reclaimed something, or work is left that is due
+			spaceLow := s.spaceLow()
 			freed := s.counters.freedSince()
-			low := freed > 0 && s.spaceLow()
-			segFreed += s.counters.takeSegFreed()
-			due := s.segGCAgain.Load() || segFreed >= segGCFreed || (segFreed > 0 && low) || ((segFreed > 0 || segFirst) && time.Since(lastSeg) >= segGCEvery)
-			if due && time.Since(lastSeg) >= 10*segTook {
+			low := freed > 0 && spaceLow
+			pacer.freed += s.counters.takeSegFreed()
+			due, wait := pacer.due(time.Now(), spaceLow, s.segGCAgain.Load())
+			if due && wait <= 0 {
 				s.segGCAgain.Store(false)
 				start := time.Now()
-				n, scans, err := s.collectSegments(s.gcStop, s.spaceLow())
+				n, scans, err := s.collectSegments(s.gcStop, spaceLow)
 				if err != nil {
 					s.log.Warn("segment GC", "err", err)
 				} else if n > 0 {
 					s.log.Debug("segment GC", "segments_removed", n, "took", time.Since(start))
 				}
-				lastSeg, segFreed, segFirst, segTook = time.Now(), 0, false, scans
+				pacer.ran(time.Now(), scans, spaceLow)
+				busy = n > 0 || s.segGCAgain.Load()
+			} else if due {
+				busy = true // spaced out: runs when the spacing has passed
+				spaced = time.After(wait)
 			}
 			if low || (freed >= gcFlushBytes && time.Since(last) >= gcFlushSpacing) {
-				s.reclaim(s.gcStop, low)
+				busy = s.reclaim(s.gcStop, low) > 0 || busy
 				last = time.Now()
 			} else if time.Since(last) >= gcInterval {
-				s.CollectGarbage(s.gcStop, s.spaceLow())
+				busy = s.CollectGarbage(s.gcStop, spaceLow) > 0 || busy
 				last = time.Now()
+			}
+			progress.end(busy)
+			if busy && spaced == nil {
+				s.kickGC() // look again at once: the first look that finds nothing ends it
 			}
 		}
 	}()
+}
+
+// segPacer decides when segment GC passes run: the GC loop's state between passes.
+type segPacer struct {
+	last  time.Time     // when the last pass ended
+	freed int64         // record bytes freed since then
+	first bool          // no pass yet
+	took  time.Duration // the last pass's index scans
+	low   bool          // the last pass ran while space was low (it looked harder)
+}
+
+// due reports whether a pass is due (again: the last pass asked for another), and how long
+// it must still wait to keep its spacing: a pass scans the whole index, so passes are spaced
+// ten times their scans apart and on a big store GC stays a small share of the machine (the
+// copying is bounded by the garbage it gives back); while space is low, writers wait for
+// what it gives back, so only once their scans apart.
+//
+// While space is low, any garbage freed since the last pass makes one due, and so does a
+// last pass that ran before space was low. (It used to need the value-log GC's counter
+// too, which reclaim resets: files deleted while a pass ran then waited segGCEvery, a
+// minute, with every write refused.)
+func (p *segPacer) due(now time.Time, spaceLow, again bool) (bool, time.Duration) {
+	due := again || p.freed >= segGCFreed || (spaceLow && (p.freed > 0 || !p.low)) ||
+		((p.freed > 0 || p.first) && now.Sub(p.last) >= segGCEvery)
+	if !due {
+		return false, 0
+	}
+	spacing := 10 * p.took
+	if spaceLow {
+		spacing = p.took
+	}
+	return true, max(0, spacing-now.Sub(p.last))
+}
+
+// ran records a pass that ended at now.
+func (p *segPacer) ran(now time.Time, scans time.Duration, spaceLow bool) {
+	p.last, p.freed, p.first, p.took, p.low = now, 0, false, scans, spaceLow
+}
+
+// gcProgress tells writers refused for space (space.go) when the GC loop has had a look:
+// each iteration that begins after a writer's request ends with whether it reclaimed
+// something or has work left that is due (busy): only then can waiting longer help.
+type gcProgress struct {
+	mu      sync.Mutex
+	running bool
+	started uint64        // iterations begun
+	done    uint64        // iterations ended
+	busy    bool          // what the last iteration to end said
+	changed chan struct{} // closed and replaced when an iteration ends or the loop stops
+}
+
+func (p *gcProgress) setRunning(on bool) {
+	p.mu.Lock()
+	p.running = on
+	p.signal()
+	p.mu.Unlock()
+}
+
+func (p *gcProgress) begin() {
+	p.mu.Lock()
+	p.started++
+	p.mu.Unlock()
+}
+
+func (p *gcProgress) end(busy bool) {
+	p.mu.Lock()
+	p.done++
+	p.busy = busy
+	p.signal()
+	p.mu.Unlock()
+}
+
+// signal wakes the waiters; call with mu.
+func (p *gcProgress) signal() {
+	if p.changed != nil {
+		close(p.changed)
+	}
+	p.changed = make(chan struct{})
+}
+
+// next kicks the loop (kick may be nil: it comes around by itself when it said busy) and
+// waits until an iteration that began after the call has ended; it returns that iteration's
+// busy, and ok false when the loop is not running or the deadline passed first.
+func (p *gcProgress) next(kick func(), deadline time.Time) (busy, ok bool) {
+	p.mu.Lock()
+	if !p.running {
+		p.mu.Unlock()
+		return false, false
+	}
+	target := p.started + 1
+	if p.changed == nil {
+		p.changed = make(chan struct{})
+	}
+	ch := p.changed
+	p.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false, false
+		}
+		p.mu.Lock()
+		switch {
+		case !p.running:
+			p.mu.Unlock()
+			return false, false
+		case p.done >= target:
+			busy := p.busy
+			p.mu.Unlock()
+			return busy, true
+		}
+		ch = p.changed
+		p.mu.Unlock()
+	}
 }
 
 // kickGC asks the GC loop to look now (the free-space guard calls it while refusing writes).

@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"os"
 	"path/filepath"
@@ -115,19 +116,33 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 		// A segment being appended to that is mostly garbage already (a big file written
 		// and deleted) is sealed, so the next pass can rewrite it: only when no append
 		// was in flight or made around the scan (its live count is exact then).
-		if a, ok := after[id]; !ok || c.busy || a.busy || a.appends != c.appends {
+		a, ok := after[id]
+		if !ok || !(live[id] == 0 || (c.n-segHeader >= segGCMin && worth(id, c.n))) {
 			continue
 		}
-		if live[id] == 0 || (c.n-segHeader >= segGCMin && worth(id, c.n)) {
-			s.segs.seal(id)
-			s.segGCAgain.Store(true)
-			defer s.kickGC()
+		if c.busy || a.busy || a.appends != c.appends {
+			if low {
+				// Writes are refused, so the appends stop once the ones accepted have
+				// landed: look again then (the space may be what a writer waits for).
+				s.segGCAgain.Store(true)
+			}
+			continue
 		}
+		s.segs.seal(id)
+		s.segGCAgain.Store(true)
+		defer s.kickGC()
 	}
 	if len(pick) == 0 {
 		return 0, scans, nil
 	}
-	slices.Sort(pick)
+	// Fewest live bytes first: each costs the least room to move and gives back the most,
+	// and the space it gives back may be the room the next one needs.
+	slices.SortFunc(pick, func(a, b uint32) int {
+		if live[a] != live[b] {
+			return cmp.Compare(live[a], live[b])
+		}
+		return cmp.Compare(a, b)
+	})
 	moves := map[uint32][]segEntry{}
 	for _, id := range pick {
 		moves[id] = nil
@@ -144,6 +159,13 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 	if err != nil {
 		return 0, scans, err
 	}
+	skipped := false
+	defer func() {
+		if skipped && removed > 0 {
+			// Space came back after a segment was skipped for want of room: look again.
+			s.segGCAgain.Store(true)
+		}
+	}()
 	for _, id := range pick {
 		select {
 		case <-stop:
@@ -152,6 +174,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 		}
 		if !s.roomFor(live[id]) {
 			s.log.Debug("segment GC: no room to move a segment's live entries now", "segment", id, "live", live[id])
+			skipped = true
 			continue
 		}
 		intact, err := s.moveEntries(id, moves[id])

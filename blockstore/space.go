@@ -38,8 +38,11 @@ import (
 //
 // With the options in store.go (16 MiB value-log files, 32 MiB memtables) that is 16 + 64 +
 // 8 + 32 + 16 = 136 MiB. Data segments themselves are written with
-// pwrite, which reports ENOSPC as an error (a failed write), never a fault. Space freed by deletes comes back through value-log GC (gc.go), which runs
-// sooner while the guard is refusing writes.
+// pwrite, which reports ENOSPC as an error (a failed write), never a fault.
+//
+// Space freed by deletes comes back through segment GC and value-log GC (gc.go), which look
+// at once, with a lower bar, while the guard is refusing writes; a refused write waits for
+// them (reserveSpace), so a write right after a delete gets the space the delete freed.
 //
 // statfs is cheap but not free: its result is reused for up to spaceRecheck, with the bytes
 // accepted since then subtracted; near the reserve every check asks the kernel again.
@@ -81,6 +84,8 @@ type spaceGuard struct {
 	free    int64 // available bytes at checked
 	since   int64 // bytes accepted since checked
 	low     bool  // the last check found free space below the reserve
+
+	gc gcProgress // refused writers wait for the GC loop through it (gc.go)
 }
 
 // statfs refreshes the free-space figure; call with g.mu held.
@@ -94,9 +99,41 @@ func (g *spaceGuard) statfs(now time.Time) {
 	g.free, g.since, g.checked = int64(st.Bavail)*int64(st.Bsize), 0, now
 }
 
+// spaceWait bounds how long a refused write waits for GC to give space back (reserveSpace).
+const spaceWait = 30 * time.Second
+
 // reserveSpace returns ENOSPC when accepting n more bytes would leave less free space than the
 // reserve; otherwise it counts n as taken.
+//
+// Before it refuses, it waits for the GC loop to have a look, and for as long as GC keeps
+// reclaiming (up to spaceWait): as a file system that commits to free space before it reports
+// ENOSPC, so a write right after deleting files gets their space, not an error (garbage in
+// data segments comes back only when GC rewrites them: a pass takes a fraction of a second on
+// a small store). When GC finds nothing to reclaim, the write is refused at once.
 func (s *Store) reserveSpace(n int64) error {
+	err := s.takeSpace(n)
+	if err == nil {
+		return nil
+	}
+	deadline := time.Now().Add(spaceWait)
+	kick := s.kickGC
+	for {
+		busy, ok := s.space.gc.next(kick, deadline)
+		if !ok {
+			return err
+		}
+		if err = s.takeSpace(n); err == nil || !busy {
+			return err
+		}
+		// A busy loop comes around by itself (at once, or when a spaced-out pass may run):
+		// kicking it again would only spin it.
+		kick = nil
+	}
+}
+
+// takeSpace is reserveSpace without waiting for GC (and without kicking it: reserveSpace does,
+// once per refused call).
+func (s *Store) takeSpace(n int64) error {
 	g := &s.space
 	if g.reserve <= 0 {
 		return nil // read-only store
@@ -115,7 +152,6 @@ func (s *Store) reserveSpace(n int64) error {
 				"dir", g.dir, "free", g.free, "reserve", g.reserve)
 		}
 		g.low = true
-		s.kickGC()
 		return syscall.ENOSPC
 	}
 	if g.low {
@@ -126,8 +162,9 @@ func (s *Store) reserveSpace(n int64) error {
 	return nil
 }
 
-// spaceLow reports whether free space is below the reserve (fresh enough for background
-// work: at most spaceRecheck old).
+// spaceLow reports whether free space is below the reserve, or so close to it that the next
+// write chunk would be refused (fresh enough for background work: at most spaceRecheck old).
+// (Close counts: a writer refused for a chunk waits for GC, which must know it is wanted.)
 func (s *Store) spaceLow() bool {
 	g := &s.space
 	if g.reserve <= 0 {
@@ -140,7 +177,7 @@ func (s *Store) spaceLow() bool {
 	if now.Sub(g.checked) > spaceRecheck {
 		g.statfs(now)
 	}
-	return g.free-g.since-queued < g.reserve
+	return g.free-g.since-queued < g.reserve+maxWriteChunk
 }
 
 // SpaceReserve is the free space the store keeps on its file system (0 for a read-only store):
