@@ -5,36 +5,19 @@ import (
 )
 
 // Encode returns a record for raw (1..BlockSize bytes) coded by whichever of codecs gives the
-// smallest payload; Raw when none is smaller than the bytes themselves. The first candidate
-// encodes straight into dst (the write path has just one): no copy of its payload.
+// smallest payload that decodes back to raw (the policy's rule, see Choice: a tie goes to the
+// earlier codec); Raw when none is smaller than the bytes themselves.
 func Encode(dst, raw []byte, flags uint8, codecs ...Codec) []byte {
-	start := len(dst)
-	dst = appendHeader(dst, Raw, flags, raw)
-	body := len(dst)
-	best := Raw
-	bestLen := len(raw)
+	ch := NewChoice(raw)
 	var scratch []byte
 	for _, c := range codecs {
 		if c.ID() == Raw {
 			continue
 		}
-		if best == Raw {
-			if out := c.Encode(dst[:body], raw); len(out)-body < bestLen {
-				best, bestLen, dst = c.ID(), len(out)-body, out
-			}
-			continue
-		}
 		scratch = c.Encode(scratch[:0], raw)
-		if len(scratch) < bestLen {
-			best, bestLen = c.ID(), len(scratch)
-			dst = append(dst[:body], scratch...)
-		}
+		ch.Offer(c, scratch)
 	}
-	if best == Raw {
-		dst = append(dst[:body], raw...)
-	}
-	dst[start] = byte(best)
-	return dst
+	return ch.Record(dst, flags)
 }
 
 // RawRecord turns rec, HeaderSize free bytes followed by the raw bytes, into a Raw record in

@@ -28,7 +28,8 @@ type Options struct {
 	Progress io.Writer
 }
 
-// Codec names in results, in display order. "lmfs" is the per-block choice of the smallest.
+// Codec names in results, in display order. "lmfs" is what a store keeps of each block: the
+// choice of codec.DefaultPolicy (codec.Choice over its candidates, all-zero blocks as holes).
 const (
 	Raw    = "raw"
 	Gzip   = "gzip-9"
@@ -70,15 +71,24 @@ type Result struct {
 }
 
 type block struct {
-	group int
-	data  []byte
-	best  int64 // smallest stored size so far
-	bestC string
+	group  int
+	data   []byte
+	choice codec.Choice // the policy's choice among the candidates coded so far
 }
 
 type classic struct {
 	name string
 	c    codec.Codec
+}
+
+// columnNames name the policy's codecs in results.
+var columnNames = map[codec.ID]string{codec.Raw: Raw, codec.Gzip: Gzip, codec.Zstd: Zstd, codec.Brotli: Brotli, codec.LM: LM}
+
+func columnName(id codec.ID) string {
+	if n, ok := columnNames[id]; ok {
+		return n
+	}
+	return id.String()
 }
 
 // Run codes every regular file under dirs. Files are grouped by their top-level folder below
@@ -122,7 +132,7 @@ func Run(dirs []string, o Options) (*Result, error) {
 			res.Total.Files++
 			for off := 0; off < len(data); off += codec.BlockSize {
 				b := data[off:min(off+codec.BlockSize, len(data))]
-				blocks = append(blocks, &block{group: gi, data: b, best: -1})
+				blocks = append(blocks, &block{group: gi, data: b, choice: codec.NewChoice(b)})
 				g.Blocks++
 				g.Raw += int64(len(b))
 			}
@@ -135,8 +145,15 @@ func Run(dirs []string, o Options) (*Result, error) {
 	}
 	res.Total.Raw = total
 
-	codecs := []classic{{Raw, codec.RawCodec}, {Gzip, codec.GzipCodec}, {Zstd, codec.ZstdCodec}, {Brotli, codec.BrotliCodec}}
-	res.Codecs = []string{Raw, Gzip, Zstd, Brotli}
+	// The columns: raw, then the policy's classical candidates in its order, then the model.
+	policy := codec.DefaultPolicy(nil)
+	codecs := []classic{{Raw, codec.RawCodec}}
+	for _, c := range policy.Classic {
+		codecs = append(codecs, classic{columnName(c.ID()), c})
+	}
+	for _, c := range codecs {
+		res.Codecs = append(res.Codecs, c.name)
+	}
 	if o.LM != nil {
 		res.Codecs = append(res.Codecs, LM)
 		res.LMModel = fmt.Sprintf("%08x", o.LM.ShortID())
@@ -149,9 +166,6 @@ func Run(dirs []string, o Options) (*Result, error) {
 		stored := int64(codec.HeaderSize + min(payload, len(b.data)))
 		res.Groups[b.group].Stored[name] += stored
 		res.Total.Stored[name] += stored
-		if b.best < 0 || stored < b.best {
-			b.best, b.bestC = stored, name
-		}
 	}
 	for _, c := range codecs {
 		var enc, dec time.Duration
@@ -168,6 +182,7 @@ func Run(dirs []string, o Options) (*Result, error) {
 				return nil, fmt.Errorf("%s: block does not round-trip: %v", c.name, err)
 			}
 			record(b, c.name, len(buf))
+			b.choice.Offer(c.c, buf)
 			prog.add(int64(len(b.data)), c.name)
 		}
 		res.Speeds = append(res.Speeds, speed(c.name, total, enc, dec))
@@ -197,6 +212,7 @@ func Run(dirs []string, o Options) (*Result, error) {
 					return nil, fmt.Errorf("lm: block does not round-trip: %v", errs[j])
 				}
 				record(b, LM, len(payloads[j]))
+				b.choice.OfferVerified(codec.LM, payloads[j]) // verified: it decoded back above
 			}
 			prog.add(n, LM)
 		}
@@ -204,7 +220,7 @@ func Run(dirs []string, o Options) (*Result, error) {
 	}
 	prog.done()
 	for _, b := range blocks {
-		stored, name := b.best, b.bestC
+		stored, name := int64(b.choice.Size()), columnName(b.choice.ID())
 		if codec.IsZero(b.data) {
 			stored, name = 0, "hole"
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,4 +70,66 @@ func TestRun(t *testing.T) {
 		t.Errorf("json: %v", err)
 	}
 	t.Log("\n" + txt.String())
+}
+
+// TestLmfsColumnIsPolicy: the lmfs column is what a store keeps of the blocks: the records of
+// codec.DefaultPolicy's full recode (the one the compactor runs), all-zero blocks as holes.
+func TestLmfsColumnIsPolicy(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("bench.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append(append(src[:min(len(src), 3*codec.BlockSize+100)], make([]byte, codec.BlockSize)...), "tail"...)
+	os.WriteFile(filepath.Join(dir, "a"), data, 0o644)
+	random := make([]byte, codec.BlockSize)
+	for i := range random {
+		random[i] = byte(i*7919>>3) ^ byte(i*i)
+	}
+	os.WriteFile(filepath.Join(dir, "b"), random, 0o644)
+
+	var o Options
+	var enc codec.LMEncoder
+	if m, err := model.Load("../../model/testdata/tiny.lmfsm"); err == nil {
+		o.LM = codec.NewLMCodec(model.NewGoRunner(m), m.ShortID())
+		enc = o.LM
+	} else {
+		t.Log("no tiny model, lm column left out:", err)
+	}
+	res, err := Run([]string{dir}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks [][]byte
+	holes := 0
+	for _, f := range [][]byte{data, random} {
+		for off := 0; off < len(f); off += codec.BlockSize {
+			b := f[off:min(off+codec.BlockSize, len(f))]
+			if codec.IsZero(b) {
+				holes++
+				continue
+			}
+			blocks = append(blocks, b)
+		}
+	}
+	recs, err := codec.DefaultPolicy(enc).Best(blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	chosen := map[string]int{}
+	if holes > 0 {
+		chosen["hole"] = holes
+	}
+	for _, r := range recs {
+		stored += int64(len(r))
+		chosen[columnName(codec.ID(r[0]))]++
+	}
+	if res.Total.Stored[Lmfs] != stored {
+		t.Errorf("lmfs column %d bytes, the policy's records %d", res.Total.Stored[Lmfs], stored)
+	}
+	if fmt.Sprint(res.Chosen) != fmt.Sprint(chosen) {
+		t.Errorf("lmfs chose %v, the policy %v", res.Chosen, chosen)
+	}
+	t.Logf("lmfs chose %v", res.Chosen)
 }
