@@ -13,27 +13,21 @@ import (
 	"lmfs/codec"
 )
 
-// The compactor: writes land raw, marked pending (FlagPending in each record; 'q' and 'w' keys
+// The compactor: writes land fresh, marked pending (codec.StageFresh records; 'q' and 'w' keys
 // per block group). Two passes run in the background:
-//   - the fast pass codes fresh ('w') groups' raw blocks with S2 at hundreds of MB/s, so the
-//     store's size follows the data within moments of a bulk write;
-//   - the full recode takes pending ('q') groups in large batches through the best codecs it
-//     has (the classical ones and the language model) and keeps the smallest.
+//   - the fast pass codes fresh ('w') groups' blocks with the policy's fast codec at hundreds
+//     of MB/s, so the store's size follows the data within moments of a bulk write;
+//   - the full recode takes pending ('q') groups in large batches through the policy's best
+//     choice (codec.Policy.Best: the classical candidates and the language model).
 //
-// Both swap a new record in only if the block is still what they read: a write that happened
-// meanwhile wins, and nothing it wrote is ever replaced by older data.
-
-// LMEncoder codes batches of blocks with a model and verifies every payload by decoding it.
-type LMEncoder interface {
-	EncodeVerified(blocks [][]byte) ([][]byte, error)
-}
+// Which codec a block gets is the policy's business (codec/policy.go); the compactor finds the
+// work, hands it over and swaps the result in only if the block is still what it read: a write
+// that happened meanwhile wins, and nothing it wrote is ever replaced by older data.
 
 // CompactOptions configure the compactor.
 type CompactOptions struct {
-	// Classic are the classical candidates (default gzip-9, zstd-19, brotli-11).
-	Classic []codec.Codec
-	// LM is the model codec; nil compacts with the classical codecs only.
-	LM LMEncoder
+	// Policy chooses the codecs (nil: codec.DefaultPolicy without a model).
+	Policy *codec.Policy
 	// Batch is the number of blocks recoded together (default 256).
 	Batch int
 	// Idle is how long the compactor sleeps when nothing is pending (default 2s).
@@ -67,8 +61,8 @@ type compactor struct {
 
 // StartCompactor starts recoding pending blocks in the background until Close or StopCompactor.
 func (s *Store) StartCompactor(o CompactOptions) {
-	if o.Classic == nil {
-		o.Classic = []codec.Codec{codec.GzipCodec, codec.ZstdCodec, codec.BrotliCodec}
+	if o.Policy == nil {
+		o.Policy = codec.DefaultPolicy(nil)
 	}
 	if o.Batch <= 0 {
 		o.Batch = 256
@@ -268,8 +262,8 @@ func (s *Store) parseMarked(mark, v []byte) (group, bool) {
 	return grp, err == nil
 }
 
-// fastPass codes the raw pending blocks of fresh groups with S2 (they stay pending for the
-// full recode) and clears the groups' fresh marks.
+// fastPass codes the fresh blocks of fresh groups by the policy's fast pass (they stay pending
+// for the full recode) and clears the groups' fresh marks.
 func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 	olds, vals, err := s.readGroups(marks)
 	if err != nil {
@@ -287,14 +281,9 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 		}
 		changed := false
 		for slot, rec := range grp {
-			if rec == nil || rec[0] != byte(codec.Raw) || rec[1]&codec.FlagPending == 0 {
-				continue
-			}
-			raw, err := codec.Decode(nil, rec) // checks the CRC: damage is never coded into a new record
-			if err != nil {
-				continue
-			}
-			if n := codec.Encode(nil, raw, codec.FlagPending, codec.S2Codec); n[0] != byte(codec.Raw) {
+			// A record that fails its check is left as it is (damage is never coded into a
+			// new record); the full recode logs it.
+			if n, err := c.opts.Policy.Fast(rec); err == nil && n != nil {
 				grp[slot] = n
 				changed = true
 				coded++
@@ -377,7 +366,7 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 			continue
 		}
 		for slot, rec := range grp {
-			if len(rec) > 1 && rec[1]&codec.FlagPending != 0 {
+			if codec.RecordStage(rec) != codec.StageFinal {
 				items = append(items, &item{gi: gi, slot: slot, old: rec})
 			}
 		}
@@ -397,25 +386,19 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 		it.raw = raws[i]
 		good = append(good, it)
 	}
-	// Classical candidates per block, then the model on the whole batch.
-	for _, it := range good {
-		it.rec = codec.Encode(nil, it.raw, 0, c.opts.Classic...)
+	blocks := make([][]byte, len(good))
+	for i, it := range good {
+		blocks[i] = it.raw
+	}
+	final, err := c.opts.Policy.Best(blocks)
+	if err != nil {
+		return err
 	}
 	lmBlocks := 0
-	if c.opts.LM != nil && len(good) > 0 {
-		blocks := make([][]byte, len(good))
-		for i, it := range good {
-			blocks[i] = it.raw
-		}
-		payloads, err := c.opts.LM.EncodeVerified(blocks)
-		if err != nil {
-			return err
-		}
-		for i, it := range good {
-			if p := payloads[i]; p != nil && len(p) < len(it.rec)-codec.HeaderSize && len(p) < len(it.raw) {
-				it.rec = codec.EncodeWith(nil, codec.LM, 0, it.raw, p)
-				lmBlocks++
-			}
+	for i, it := range good {
+		it.rec = final[i]
+		if codec.NeedsModel(it.rec) {
+			lmBlocks++
 		}
 	}
 	byGroup := make([][]*item, len(marks))

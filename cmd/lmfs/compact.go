@@ -72,7 +72,7 @@ func runCompact(args []string) error {
 		return err
 	}
 	defer lm.Close()
-	st.StartCompactor(blockstore.CompactOptions{LM: lmEncoder(lm), Idle: 100 * time.Millisecond})
+	st.StartCompactor(blockstore.CompactOptions{Policy: lm.policy(), Idle: 100 * time.Millisecond})
 	err = waitPending(func() (int64, error) {
 		if c := st.Compactor(); c.LastError != "" {
 			return 0, fmt.Errorf("compactor: %s", c.LastError)

@@ -154,6 +154,14 @@ type lmSetup struct {
 	fallback error
 }
 
+// policy is the compactor's codec choice: the default, with the selected model when there is one.
+func (l *lmSetup) policy() *codec.Policy {
+	if l.encoder == nil {
+		return codec.DefaultPolicy(nil) // not a nil *LMCodec in the interface
+	}
+	return codec.DefaultPolicy(l.encoder)
+}
+
 func (l *lmSetup) Close() {
 	for _, r := range l.runners {
 		r.Close()

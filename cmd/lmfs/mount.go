@@ -437,7 +437,7 @@ func serve(store, mnt string, mf mountFlags, mounted *bool) error {
 	}
 	defer lm.Close()
 	if !mf.noCompact {
-		st.StartCompactor(blockstore.CompactOptions{LM: lmEncoder(lm)})
+		st.StartCompactor(blockstore.CompactOptions{Policy: lm.policy()})
 	}
 	state := newServerState()
 	stopControl, err := serveControl(st, func() map[string]any { return mountExtra(st, lm) }, state)
@@ -518,14 +518,6 @@ func setReadAhead(mnt string, kb int, log *slog.Logger) {
 	if err := os.WriteFile(path, []byte(fmt.Sprint(kb)), 0o644); err != nil {
 		log.Debug("read-ahead unchanged", "path", path, "err", err)
 	}
-}
-
-// lmEncoder is the compactor's model codec, nil when none is selected.
-func lmEncoder(l *lmSetup) blockstore.LMEncoder {
-	if l.encoder == nil {
-		return nil
-	}
-	return l.encoder
 }
 
 // mountExtra is what a running mount adds to stats.
