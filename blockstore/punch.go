@@ -30,7 +30,10 @@ import (
 // there); without it the file grows to off+n if that is past its end.
 func (s *Store) ZeroRange(ino, off, n uint64, keepSize bool) (Inode, error) {
 	end := off + n
-	if end < off {
+	switch {
+	case n == 0:
+		return Inode{}, syscall.EINVAL // as fallocate(2) says
+	case end < off:
 		return Inode{}, syscall.EFBIG
 	}
 	l := s.locks.of(ino)
