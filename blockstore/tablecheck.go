@@ -80,6 +80,9 @@ func checkIndex(dir string) error {
 		return fmt.Errorf("check index: lock %s: %w", dir, err)
 	}
 	defer unix.Flock(int(d.Fd()), unix.LOCK_UN)
+	if err := checkKeyRegistry(dir); err != nil {
+		return err
+	}
 	ents, err := d.ReadDir(-1)
 	if err != nil {
 		return fmt.Errorf("check index: %w", err)
@@ -134,6 +137,30 @@ func checkIndex(dir string) error {
 		}
 	}
 	return nil
+}
+
+// keyRegistry is Badger's file of encryption keys. lmfs never encrypts: the file is a random
+// IV and the plain sanity text, and holds no keys. Badger refuses a damaged one with
+// "Encryption key mismatch", which says nothing of the file or the fix; moving it aside is
+// the fix (Badger writes a new one; measured on a zeroed one: the store then checks clean).
+const keyRegistry = "KEYREGISTRY"
+
+// checkKeyRegistry checks the KEYREGISTRY of a store without encryption keys.
+func checkKeyRegistry(dir string) error {
+	const sanity = "Hello Badger" // after a 16-byte IV
+	b, err := readStoreFile(dir, keyRegistry, 1<<20)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil // Badger makes one
+	case err == nil && len(b) > 16+len(sanity):
+		return nil // it holds keys: not an lmfs store's; Badger decides
+	case err == nil && len(b) == 16+len(sanity) && string(b[16:]) == sanity:
+		return nil
+	case err == nil:
+		err = fmt.Errorf("%d bytes without Badger's sanity text", len(b))
+	}
+	return fmt.Errorf("damaged Badger file %s (%v): the store was left as it is; lmfs never encrypts, so the file holds no keys: move it aside (mv %s %s.damaged) and the next open writes a new one",
+		keyRegistry, err, filepath.Join(dir, keyRegistry), filepath.Join(dir, keyRegistry))
 }
 
 // openStoreFile opens a file of the store for reading without following a symlink (a store's

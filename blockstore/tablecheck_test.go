@@ -255,3 +255,40 @@ func TestIndexCheckedUnderLock(t *testing.T) {
 		t.Fatalf("second open: %v", err)
 	}
 }
+
+// TestDamagedKeyRegistry: Badger said only "Encryption key mismatch"; now the file and the
+// fix are named, and the fix works.
+func TestDamagedKeyRegistry(t *testing.T) {
+	orig := storeWithTable(t)
+	for name, b := range map[string][]byte{"zeroed": make([]byte, 28), "cut": []byte("short"), "empty": nil} {
+		t.Run(name, func(t *testing.T) {
+			dir := copyStore(t, orig)
+			p := filepath.Join(dir, keyRegistry)
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(dir, Options{})
+			if err == nil {
+				s.Close()
+				t.Fatal("the store opened")
+			}
+			if msg := err.Error(); !strings.Contains(msg, keyRegistry) || !strings.Contains(msg, "move it aside") {
+				t.Fatalf("want the file and the fix named: %v", err)
+			}
+			if err := os.Rename(p, p+".damaged"); err != nil {
+				t.Fatal(err)
+			}
+			s, err = Open(dir, Options{})
+			if err != nil {
+				t.Fatalf("after moving it aside: %v", err)
+			}
+			defer s.Close()
+			if _, err := s.Lookup(RootIno, "file-with-a-longish-name-0007"); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := s.Fsck(FsckOptions{}); err != nil || !r.Clean {
+				t.Fatalf("fsck after the fix: %v %+v", err, r)
+			}
+		})
+	}
+}
