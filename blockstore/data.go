@@ -124,7 +124,7 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, g
 			switch {
 			case rec == nil:
 				clear(out)
-			case rec[0] == byte(codec.LM):
+			case codec.NeedsModel(rec):
 				if data, ok := s.cache.get(ino, b); ok {
 					fill(out, data, at)
 				} else {
@@ -278,7 +278,7 @@ func (s *Store) blockAt(txn *badger.Txn, ino, blk uint64, gen uint64) ([]byte, e
 	if errs[0] != nil {
 		return nil, s.blockError(ino, blk, errs[0])
 	}
-	if rec[0] == byte(codec.LM) {
+	if codec.NeedsModel(rec) {
 		s.cache.put(ino, blk, dec[0], gen)
 	}
 	return dec[0], nil
@@ -690,9 +690,10 @@ func (s *Store) SyncFile(ino uint64) error {
 }
 
 // encodeNew turns rec (HeaderSize free bytes, then the block's bytes) into the block's record
-// for the write path, or nil for an all-zero block (a hole). The write path stores blocks raw
-// and pending: coding happens off the write path, in the compactor's fast pass (S2, hundreds of
-// MB/s in the background) and then its full recode. Options.FastCodecs codes them here instead.
+// for the write path, or nil for an all-zero block (a hole). The write path stores blocks as
+// codec.FreshRecord makes them, uncoded: coding happens off the write path, in the compactor's
+// fast pass (hundreds of MB/s in the background) and then its full recode (codec.Policy).
+// Options.FastCodecs codes them here instead.
 func (s *Store) encodeNew(rec []byte) []byte {
 	raw := rec[codec.HeaderSize:]
 	if codec.IsZero(raw) {
@@ -701,7 +702,7 @@ func (s *Store) encodeNew(rec []byte) []byte {
 	if len(s.opts.FastCodecs) > 0 {
 		return codec.Encode(nil, raw, codec.FlagPending, s.opts.FastCodecs...)
 	}
-	return codec.RawRecord(rec, codec.FlagPending)
+	return codec.FreshRecord(rec)
 }
 
 // putBlocks stores new records (sorted by block) into their groups, keeping the other
@@ -727,8 +728,8 @@ func (s *Store) putBlocks(txn *badger.Txn, sb *segBatch, ino uint64, blocks []ne
 	return nil
 }
 
-// buildGroup fills blocks (the 16 of group g) with raw pending records of data (32 KiB) built
-// inside one group value, which every block points to.
+// buildGroup fills blocks (the 16 of group g) with fresh records of data (32 KiB) built inside
+// one group value, which every block points to.
 func buildGroup(blocks []newBlock, data []byte, g uint64) {
 	val := make([]byte, groupHeader, groupHeader+GroupBlocks*(codec.HeaderSize+bs))
 	val[0] = groupFormat
@@ -739,7 +740,7 @@ func buildGroup(blocks []newBlock, data []byte, g uint64) {
 			continue // a hole: length 0
 		}
 		start := len(val)
-		val = codec.AppendRawRecord(val, raw, codec.FlagPending) // within capacity: no move
+		val = codec.AppendFresh(val, raw) // within capacity: no move
 		binary.LittleEndian.PutUint16(val[1+2*k:], uint16(len(val)-start))
 		blocks[k].rec = val[start:len(val):len(val)]
 	}
@@ -868,7 +869,7 @@ func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []
 		return err
 	}
 	for _, nb := range blocks {
-		if len(nb.rec) > 0 && nb.rec[0] == byte(codec.Raw) {
+		if codec.RecordStage(nb.rec) == codec.StageFresh {
 			return txn.Set(freshKey(ino, g), nil) // the compactor's fast pass codes it soon
 		}
 	}

@@ -330,8 +330,8 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 					pastEOF = true
 					continue
 				}
-				if h, payload, err := codec.ParseHeader(rec); err == nil && h.Codec == codec.LM && len(payload) >= 4 && !models[binary.BigEndian.Uint32(payload)] {
-					add(Finding{Kind: "missing-model", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("model %08x is not in the store", binary.BigEndian.Uint32(payload))})
+				if id, ok := codec.ModelOf(rec); ok && !models[id] {
+					add(Finding{Kind: "missing-model", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("model %08x is not in the store", id)})
 				}
 				batch = append(batch, pend{k, rec, ino, blk})
 			}

@@ -315,13 +315,15 @@ func streamOf(summary []byte) int {
 	st := streamFinal
 	for i := range GroupBlocks {
 		si := r.slot(i)
-		if si.stored == 0 || si.raw < 0 || si.flags&codec.FlagPending == 0 {
+		if si.stored == 0 || si.raw < 0 {
 			continue
 		}
-		if si.codec == byte(codec.Raw) {
+		switch codec.StageOf(codec.ID(si.codec), si.flags) {
+		case codec.StageFresh:
 			return streamFresh
+		case codec.StagePending:
+			st = streamPending
 		}
-		st = streamPending
 	}
 	return st
 }

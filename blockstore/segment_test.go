@@ -247,13 +247,21 @@ func TestSegmentFault(t *testing.T) {
 	}
 }
 
-// TestStreamOf: groups go to the stream of their likely lifetime (raw pending records are
-// recoded within seconds, coded pending ones at the full recode, final ones stay).
+// TestStreamOf: groups go to the stream of their likely lifetime (fresh records are recoded
+// within seconds, coded pending ones at the full recode, final ones stay).
 func TestStreamOf(t *testing.T) {
 	text := bytes.Repeat([]byte("a block of text that compresses "), 64)
-	raw := codec.AppendRawRecord(nil, text, codec.FlagPending)
-	s2 := codec.Encode(nil, text, codec.FlagPending, codec.S2Codec)
-	final := codec.Encode(nil, text, 0, codec.S2Codec)
+	policy := codec.DefaultPolicy(nil)
+	raw := codec.AppendFresh(nil, text)
+	s2, err := policy.Fast(raw)
+	if err != nil || s2 == nil {
+		t.Fatalf("fast pass: %v", err)
+	}
+	best, err := policy.Best([][]byte{text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := best[0]
 	for _, c := range []struct {
 		recs []([]byte)
 		want int
@@ -274,7 +282,11 @@ func TestStreamOf(t *testing.T) {
 // as corrupt, never turned into an allocation or a read.
 func TestRefBounds(t *testing.T) {
 	var g group
-	g[0] = codec.AppendRawRecord(nil, []byte("x"), 0)
+	final, err := codec.DefaultPolicy(nil).Best([][]byte{[]byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g[0] = final[0]
 	good := encodeRef(1, segHeader, groupHeader+uint32(len(g[0])), 0, refSummary(&g))
 	if _, err := parseRef(good); err != nil {
 		t.Fatalf("valid reference: %v", err)

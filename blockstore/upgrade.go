@@ -130,7 +130,7 @@ func (s *Store) upgradeSome(trims map[uint64]uint64) (bool, error) {
 				return err
 			}
 			for _, r := range grp {
-				if r != nil && r[0] == byte(codec.Raw) && r[1]&codec.FlagPending != 0 {
+				if codec.RecordStage(r) == codec.StageFresh {
 					if err := txn.Set(freshKey(key.ino, key.g), nil); err != nil {
 						return err
 					}
