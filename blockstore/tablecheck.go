@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
@@ -92,6 +93,11 @@ func checkIndex(dir string) error {
 		if id, ok := table.ParseFileID(e.Name()); ok && !e.IsDir() {
 			onDisk = append(onDisk, id)
 		}
+		if strings.HasSuffix(e.Name(), ".vlog") && !e.IsDir() {
+			if err := checkValueLogHeader(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("damaged value-log file %s (%v): the store was left as it is; restore it from a backup", e.Name(), err)
+			}
+		}
 	}
 	slices.Sort(onDisk)
 	mb, err := readStoreFile(dir, badger.ManifestFilename, 64<<20)
@@ -161,6 +167,26 @@ func checkKeyRegistry(dir string) error {
 	}
 	return fmt.Errorf("damaged Badger file %s (%v): the store was left as it is; lmfs never encrypts, so the file holds no keys: move it aside (mv %s %s.damaged) and the next open writes a new one",
 		keyRegistry, err, filepath.Join(dir, keyRegistry), filepath.Join(dir, keyRegistry))
+}
+
+// checkValueLogHeader checks the key id in a value-log file's header (8 bytes, then a 12-byte
+// IV): lmfs never encrypts, so it is 0; another number made Badger refuse the store with
+// "Error for the KEY ID ...: Invalid datakey id". (A file shorter than its header is left to
+// Badger and vlogcheck.go.)
+func checkValueLogHeader(path string) error {
+	f, _, err := openStoreFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var h [8]byte
+	if n, _ := io.ReadFull(f, h[:]); n < len(h) {
+		return nil
+	}
+	if id := binary.BigEndian.Uint64(h[:]); id != 0 {
+		return fmt.Errorf("its header names encryption key %d; lmfs never encrypts", id)
+	}
+	return nil
 }
 
 // openStoreFile opens a file of the store for reading without following a symlink (a store's

@@ -292,3 +292,24 @@ func TestDamagedKeyRegistry(t *testing.T) {
 		})
 	}
 }
+
+// TestDamagedValueLogHeader: a value-log header naming an encryption key made Badger refuse
+// the store with "Error for the KEY ID ...: Invalid datakey id"; now the file is named.
+func TestDamagedValueLogHeader(t *testing.T) {
+	dir := copyStore(t, storeWithTable(t))
+	p := filepath.Join(dir, "000001.vlog")
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xde, 0xad, 0xbe, 0xef}, 0)
+	f.Close()
+	s, err := Open(dir, Options{ReadOnly: true})
+	if err == nil {
+		s.Close()
+		t.Fatal("the store opened")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "000001.vlog") || !strings.Contains(msg, "backup") {
+		t.Fatalf("want the file named: %v", err)
+	}
+}
