@@ -158,10 +158,12 @@ func checkKeyRegistry(dir string) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil // Badger makes one
-	case err == nil && len(b) > 16+len(sanity):
-		return nil // it holds keys: not an lmfs store's; Badger decides
 	case err == nil && len(b) == 16+len(sanity) && string(b[16:]) == sanity:
 		return nil
+	case err == nil && len(b) > 16+len(sanity) && string(b[16:16+len(sanity)]) == sanity:
+		err = fmt.Errorf("%d bytes after its sanity text, where only an encrypted store keeps keys", len(b)-16-len(sanity))
+	case err == nil && len(b) > 16+len(sanity):
+		return nil // an encrypted store's (not lmfs's): Badger decides
 	case err == nil:
 		err = fmt.Errorf("%d bytes without Badger's sanity text", len(b))
 	}

@@ -260,7 +260,8 @@ func TestIndexCheckedUnderLock(t *testing.T) {
 // fix are named, and the fix works.
 func TestDamagedKeyRegistry(t *testing.T) {
 	orig := storeWithTable(t)
-	for name, b := range map[string][]byte{"zeroed": make([]byte, 28), "cut": []byte("short"), "empty": nil} {
+	for name, b := range map[string][]byte{"zeroed": make([]byte, 28), "cut": []byte("short"), "empty": nil,
+		"extended": append(append(make([]byte, 16), "Hello Badger"...), "garbage"...)} {
 		t.Run(name, func(t *testing.T) {
 			dir := copyStore(t, orig)
 			p := filepath.Join(dir, keyRegistry)
