@@ -49,7 +49,7 @@ type fsckInode struct {
 	links   uint32 // entries pointing at it
 	subdirs uint32
 	kids    []uint64 // inodes its entries point to (directories)
-	parent  uint64 // parent of the first entry seen
+	parent  uint64   // parent of the first entry seen
 	name    string
 	reached bool
 }
