@@ -402,6 +402,12 @@ func (s *Store) init(created bool) error {
 			return err
 		}
 		if empty {
+			// Only a store that never held data can be an unfinished creation: with tables
+			// or data segments present, an empty index means the index was lost, and
+			// making the store anew would hide every file it holds.
+			if leftover := dataFiles(s.dir); leftover != "" {
+				return fmt.Errorf("%w: its index is empty but %s holds data; run lmfs fsck %s (nothing was changed)", ErrNotStore, leftover, s.dir)
+			}
 			s.log.Warn("the store's making was interrupted (no records yet): making it now", "store", s.dir)
 			created = true
 		}
@@ -478,6 +484,17 @@ func (s *Store) emptyDB() (bool, error) {
 		return nil
 	})
 	return empty, err
+}
+
+// dataFiles names a file of dir that only a store holding data has (a Badger table or a data
+// segment), or "" when there is none.
+func dataFiles(dir string) string {
+	for _, pat := range []string{filepath.Join(dir, "*.sst"), filepath.Join(dir, segSubdir, "*.seg")} {
+		if m, _ := filepath.Glob(pat); len(m) > 0 {
+			return m[0]
+		}
+	}
+	return ""
 }
 
 // Close persists the counters, marks the store clean and closes the database.

@@ -41,6 +41,37 @@ func TestOpenFinishesInterruptedCreation(t *testing.T) {
 	}
 }
 
+// TestOpenKeepsStoreWithLostIndex: an empty index beside data segments is a lost index, not
+// an unfinished creation; the open refuses and makes nothing.
+func TestOpenKeepsStoreWithLostIndex(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileAtomic(dir, markerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, segSubdir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(dir, segSubdir, "00000001.seg")
+	if err := os.WriteFile(seg, []byte("segment data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("a store with data segments and an empty index was made anew")
+	}
+	if _, err := os.Stat(seg); err != nil {
+		t.Fatalf("segment: %v", err)
+	}
+}
+
 // TestWriteFileAtomicNoFollow: a symlink planted at the temporary name is replaced, not
 // followed, and the file written is private.
 func TestWriteFileAtomicNoFollow(t *testing.T) {
