@@ -84,7 +84,8 @@ type classic struct {
 // columnNames name the policy's codecs in results.
 var columnNames = map[codec.ID]string{codec.Raw: Raw, codec.Gzip: Gzip, codec.Zstd: Zstd, codec.Brotli: Brotli, codec.LM: LM}
 
-func columnName(id codec.ID) string {
+// ColumnName is the name of codec id in results (Codecs, Stored, Chosen).
+func ColumnName(id codec.ID) string {
 	if n, ok := columnNames[id]; ok {
 		return n
 	}
@@ -149,7 +150,7 @@ func Run(dirs []string, o Options) (*Result, error) {
 	policy := codec.DefaultPolicy(nil)
 	codecs := []classic{{Raw, codec.RawCodec}}
 	for _, c := range policy.Classic {
-		codecs = append(codecs, classic{columnName(c.ID()), c})
+		codecs = append(codecs, classic{ColumnName(c.ID()), c})
 	}
 	for _, c := range codecs {
 		res.Codecs = append(res.Codecs, c.name)
@@ -220,7 +221,7 @@ func Run(dirs []string, o Options) (*Result, error) {
 	}
 	prog.done()
 	for _, b := range blocks {
-		stored, name := int64(b.choice.Size()), columnName(b.choice.ID())
+		stored, name := int64(b.choice.Size()), ColumnName(b.choice.ID())
 		if codec.IsZero(b.data) {
 			stored, name = 0, "hole"
 		}

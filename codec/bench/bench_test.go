@@ -123,7 +123,7 @@ func TestLmfsColumnIsPolicy(t *testing.T) {
 	}
 	for _, r := range recs {
 		stored += int64(len(r))
-		chosen[columnName(codec.ID(r[0]))]++
+		chosen[ColumnName(codec.ID(r[0]))]++
 	}
 	if res.Total.Stored[Lmfs] != stored {
 		t.Errorf("lmfs column %d bytes, the policy's records %d", res.Total.Stored[Lmfs], stored)
