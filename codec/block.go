@@ -11,6 +11,10 @@
 // error; it never panics on hostile payloads and never returns more than the raw length. The
 // CRC in the header is checked after every decode, so a codec bug or a flipped bit on disk gives
 // ErrCorrupt, never wrong data.
+//
+// Which codec a block ends up in is decided in one place, policy.go: what a write lands as,
+// where a record stands (Stage), the compactor's fast pass and full recode (Policy), and the
+// rule among candidates (Choice) that codec/bench's lmfs column applies too.
 package codec
 
 import (
@@ -38,7 +42,7 @@ const (
 	LM     ID = 6
 )
 
-// FlagPending marks a record stored by the fast write path; the compactor recodes it.
+// FlagPending marks a record the compactor has yet to recode (StageFresh or StagePending).
 const FlagPending = 1
 
 var (
