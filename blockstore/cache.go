@@ -6,12 +6,6 @@ import (
 	"sync/atomic"
 )
 
-// inodeLocks serialize data operations per inode (striped: two inodes may share a stripe, so
-// no code path holds two stripes at once).
-type inodeLocks struct{ stripes [512]sync.RWMutex }
-
-func (l *inodeLocks) of(ino uint64) *sync.RWMutex { return &l.stripes[ino%uint64(len(l.stripes))] }
-
 type cacheKey struct{ ino, blk uint64 }
 
 // blockCache keeps recently decoded LM blocks (their raw bytes, as long as the record's raw
