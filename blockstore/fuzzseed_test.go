@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +50,7 @@ func seedGroups() [][]byte {
 
 func seedRefs() [][]byte {
 	g, v := seedGroup()
-	ref := encodeRef(3, 4096, uint32(len(v)), crc32.Checksum(v, castagnoli), refSummary(&g))
+	ref := encodeRef(3, 4096, uint32(len(v)), codec.Checksum(v), refSummary(&g))
 	out := truncations(ref)
 	bad := bytes.Clone(ref)
 	bad[9], bad[10], bad[11], bad[12] = 0xff, 0xff, 0xff, 0x7f // length far past any group
@@ -73,7 +72,7 @@ func seedSegments() []seedSegment {
 	var out []seedSegment
 	for i, val := range [][]byte{v, v2} {
 		off := uint32(len(seg))
-		crc := crc32.Checksum(val, castagnoli)
+		crc := codec.Checksum(val)
 		h := make([]byte, entryHeader)
 		putEntryHeader(h, 10, uint64(i), len(val), crc)
 		seg = append(append(seg, h...), val...)

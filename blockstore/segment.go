@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -70,8 +69,6 @@ const (
 var segMagic = []byte("lmfs data segment 1\n\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 
 var entryMagic = []byte("lmd1")
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errMoved: the segment a reference points to was rewritten by GC after the reader's
 // transaction started. It wraps ErrConflict, so the operation is retried on a new snapshot,
@@ -180,14 +177,14 @@ func putEntryHeader(h []byte, ino, g uint64, n int, crc uint32) {
 	le.PutUint64(h[8:], ino)
 	le.PutUint64(h[16:], g)
 	le.PutUint32(h[24:], crc)
-	le.PutUint32(h[28:], crc32.Checksum(h[:28], castagnoli))
+	le.PutUint32(h[28:], codec.Checksum(h[:28]))
 }
 
 // checkEntryHeader verifies an entry header against the reference and key that lead to it.
 func checkEntryHeader(h []byte, ino, g uint64, r groupRef) error {
 	le := binary.LittleEndian
 	switch {
-	case len(h) < entryHeader || string(h[:4]) != string(entryMagic) || le.Uint32(h[28:]) != crc32.Checksum(h[:28], castagnoli):
+	case len(h) < entryHeader || string(h[:4]) != string(entryMagic) || le.Uint32(h[28:]) != codec.Checksum(h[:28]):
 		return fmt.Errorf("%w: segment %d offset %d holds no entry", codec.ErrCorrupt, r.seg, r.off)
 	case le.Uint64(h[8:]) != ino || le.Uint64(h[16:]) != g || le.Uint32(h[4:]) != r.n || le.Uint32(h[24:]) != r.crc:
 		return fmt.Errorf("%w: segment %d offset %d holds another entry than the reference says", codec.ErrCorrupt, r.seg, r.off)
@@ -668,7 +665,7 @@ func (b *segBatch) add(ino, g uint64, val []byte, summary []byte) ([]byte, error
 		return nil, err
 	}
 	b.held = append(b.held, sf)
-	crc := crc32.Checksum(val, castagnoli)
+	crc := codec.Checksum(val)
 	hdr := make([]byte, entryHeader)
 	putEntryHeader(hdr, ino, g, len(val), crc)
 	b.writes = append(b.writes, segWrite{sf, off, hdr, val})
@@ -744,7 +741,7 @@ func checkPayload(v, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if crc32.Checksum(payload, castagnoli) != r.crc {
+	if codec.Checksum(payload) != r.crc {
 		return fmt.Errorf("%w: data segment %d offset %d: payload checksum mismatch", codec.ErrCorrupt, r.seg, r.off)
 	}
 	return nil

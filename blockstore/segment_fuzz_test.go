@@ -2,10 +2,11 @@ package blockstore
 
 import (
 	"bytes"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"lmfs/codec"
 )
 
 // FuzzSegmentEntry: a data segment's bytes and a reference into it (segment.go), read both
@@ -33,7 +34,7 @@ func FuzzSegmentEntry(f *testing.F) {
 		end := int64(r.off) + entrySize(r.n)
 		fixed := fix && end <= int64(len(seg))
 		if fixed {
-			r.crc = crc32.Checksum(seg[int64(r.off)+entryHeader:end], castagnoli)
+			r.crc = codec.Checksum(seg[int64(r.off)+entryHeader : end])
 			putEntryHeader(seg[r.off:], ino, g, int(r.n), r.crc)
 		}
 		if err := os.WriteFile(filepath.Join(dir, segSubdir, segName(0)), seg, 0o600); err != nil {

@@ -254,7 +254,7 @@ func parseManifest(b []byte) (map[uint64]tableInfo, int64, error) {
 			return tables, int64(off), nil
 		}
 		rec := b[off+8 : off+8+int(n)]
-		if crc32.Checksum(rec, crc32c) != sum {
+		if crc32.Checksum(rec, y.CastagnoliCrcTable) != sum {
 			return nil, -1, fmt.Errorf("record at offset %d fails its checksum", off)
 		}
 		var cs pb.ManifestChangeSet

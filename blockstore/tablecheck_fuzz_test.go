@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/badger/v4/y"
 )
 
 // FuzzCheckTable: Badger table files (tablecheck.go). checkTable never panics or allocates by
@@ -53,7 +54,7 @@ func FuzzParseManifest(f *testing.F) {
 				if n > len(b)-off-8 {
 					break
 				}
-				binary.BigEndian.PutUint32(b[off+4:], crc32.Checksum(b[off+8:off+8+n], crc32c))
+				binary.BigEndian.PutUint32(b[off+4:], crc32.Checksum(b[off+8:off+8+n], y.CastagnoliCrcTable))
 				off += 8 + n
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/dgraph-io/badger/v4/y"
 )
 
 // Guarding the newest value-log file. When Badger opens a store read-write it cuts its newest
@@ -28,8 +30,6 @@ const (
 	closedMarker   = "lmfs.closed"
 	vlogFileHeader = 20
 )
-
-var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 // newestValueLog returns the path of the value-log file with the highest number, or "".
 func newestValueLog(dir string) string {
@@ -100,7 +100,7 @@ func vlogEntry(b []byte) (int, bool) {
 		return 0, false
 	}
 	end := i + int(klen) + int(vlen)
-	if crc32.Checksum(b[:end], crc32c) != binary.BigEndian.Uint32(b[end:end+4]) {
+	if crc32.Checksum(b[:end], y.CastagnoliCrcTable) != binary.BigEndian.Uint32(b[end:end+4]) {
 		return 0, false
 	}
 	return end + 4, true

@@ -54,7 +54,9 @@ var (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// Checksum is the CRC32C used in record headers.
+// Checksum is the CRC32C (Castagnoli) lmfs's own formats use: record headers here, and data
+// segment entries and references in the store. (The store's checks of Badger's files use
+// Badger's own table: that format is Badger's.)
 func Checksum(raw []byte) uint32 { return crc32.Checksum(raw, castagnoli) }
 
 // String returns the codec's name as shown by stats.
