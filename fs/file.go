@@ -8,6 +8,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"lmfs/blockstore"
+	"lmfs/codec"
 )
 
 // handle is an open regular file. Data is not buffered here: the store queues each write and
@@ -84,7 +85,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 func (h *handle) logBlockError(err error) {
 	if be, ok := err.(*blockstore.BlockError); ok {
 		h.fs.log.Error("read failed: block does not match its checksum", "inode", be.Ino, "block", be.Block,
-			"file_offset", be.Block*2048, "err", be.Err)
+			"file_offset", be.Block*codec.BlockSize, "err", be.Err)
 	}
 }
 

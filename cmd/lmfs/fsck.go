@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"lmfs/blockstore"
+	"lmfs/codec"
 )
 
 // errFindings makes fsck exit non-zero after it has printed its findings.
@@ -110,7 +111,7 @@ func runFsck(args []string) error {
 				where += fmt.Sprintf(" (inode %d)", f.Ino)
 			}
 			if f.Kind == "bad-block" || f.Kind == "block-past-eof" || f.Kind == "missing-model" || f.Kind == "orphan-block" || f.Kind == "pending-mark" {
-				where += fmt.Sprintf(" block %d (offset %d)", f.Block, f.Block*2048)
+				where += fmt.Sprintf(" block %d (offset %d)", f.Block, f.Block*codec.BlockSize)
 			}
 			state := ""
 			if f.Repaired {
