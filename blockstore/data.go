@@ -1,3 +1,14 @@
+// File data: the vocabulary the data path shares (block and group arithmetic, BlockError).
+// The path itself, one room each:
+//
+//	read.go         ReadAt, SeekData, blockAt: decoding the blocks a read covers
+//	write.go        WriteAt: building the new block records of a write
+//	writebehind.go  the per-stripe queues, committers and group commit; settle, fsync
+//	groupio.go      building, storing and reading block-group values (inline or in segments)
+//	truncate.go     Truncate and the bounded purge of groups; allocate.go, punch.go beside it
+//	locks.go        the per-inode (striped) locks every data operation holds
+//	group.go        the group value format; segment.go, the data segments
+
 package blockstore
 
 import (
@@ -62,6 +73,7 @@ func (s *Store) blockError(ino, blk uint64, err error) error {
 	return &BlockError{Ino: ino, Block: blk, Err: err}
 }
 
+// deleteKeys deletes keys in txn.
 func deleteKeys(txn *badger.Txn, keys ...[]byte) error {
 	for _, k := range keys {
 		if err := txn.Delete(k); err != nil {
