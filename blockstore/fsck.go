@@ -15,14 +15,70 @@ import (
 	"lmfs/codec"
 )
 
+// FindingKind names what kind of problem a Finding is; lmfs fsck prints it and its JSON
+// carries it as "kind".
+type FindingKind string
+
+// The kinds of findings. Repair fixes those that can be fixed without guessing data (see
+// FsckOptions.Repair); the others stay for a person to judge.
+const (
+	// FindingBadInode: an inode record that cannot be decoded.
+	FindingBadInode FindingKind = "bad-inode"
+	// FindingBadEntry: a directory entry or readdir slot that cannot be decoded or disagrees
+	// with its counterpart.
+	FindingBadEntry FindingKind = "bad-entry"
+	// FindingOrphanEntry: an entry in a missing directory, or a readdir slot without its
+	// entry (repair deletes it).
+	FindingOrphanEntry FindingKind = "orphan-entry"
+	// FindingDanglingEntry: an entry naming a missing inode (repair deletes it).
+	FindingDanglingEntry FindingKind = "dangling-entry"
+	// FindingOrphanKey: a key of a missing inode or block group, or a malformed key (repair
+	// deletes it).
+	FindingOrphanKey FindingKind = "orphan-key"
+	// FindingUnreachable: an inode no path from the root reaches (repair links it into
+	// /lost+found).
+	FindingUnreachable FindingKind = "unreachable"
+	// FindingNlink: a link count other than the entries found (repair sets it).
+	FindingNlink FindingKind = "nlink"
+	// FindingDamagedModel: a stored model whose bytes no longer match its id.
+	FindingDamagedModel FindingKind = "damaged-model"
+	// FindingBadBlock: a block or block group that does not decode to bytes matching its
+	// CRC32C (reported, never zeroed).
+	FindingBadBlock FindingKind = "bad-block"
+	// FindingBlockPastEOF: a block past its file's end (repair drops it).
+	FindingBlockPastEOF FindingKind = "block-past-eof"
+	// FindingMissingModel: a block coded by a model the store does not hold.
+	FindingMissingModel FindingKind = "missing-model"
+	// FindingOrphanBlock: a block group of a missing or non-regular inode (repair deletes it).
+	FindingOrphanBlock FindingKind = "orphan-block"
+	// FindingPendingMark: a group with pending blocks but no compactor mark (repair sets it).
+	FindingPendingMark FindingKind = "pending-mark"
+	// FindingCounters: stats counters other than what is stored (repair recomputes them).
+	FindingCounters FindingKind = "counters"
+	// FindingMarker: the LMFS marker file is missing or damaged (lmfs fsck reports it before
+	// Fsck runs; repair writes it anew from the format record).
+	FindingMarker FindingKind = "marker"
+	// FindingDamagedLog: Badger's value log is damaged; lmfs fsck checked the store read-only.
+	FindingDamagedLog FindingKind = "damaged-log"
+)
+
+// HasBlock reports whether findings of kind k name a block (Finding.Block).
+func (k FindingKind) HasBlock() bool {
+	switch k {
+	case FindingBadBlock, FindingBlockPastEOF, FindingMissingModel, FindingOrphanBlock, FindingPendingMark:
+		return true
+	}
+	return false
+}
+
 // Finding is one problem fsck found.
 type Finding struct {
-	Kind     string `json:"kind"`
-	Path     string `json:"path,omitempty"`
-	Ino      uint64 `json:"ino,omitempty"`
-	Block    int64  `json:"block,omitempty"`
-	Detail   string `json:"detail"`
-	Repaired bool   `json:"repaired"`
+	Kind     FindingKind `json:"kind"`
+	Path     string      `json:"path,omitempty"`
+	Ino      uint64      `json:"ino,omitempty"`
+	Block    int64       `json:"block,omitempty"`
+	Detail   string      `json:"detail"`
+	Repaired bool        `json:"repaired"`
 }
 
 // FsckReport is what Fsck found (and, with repair, fixed).
@@ -83,7 +139,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 	// A key whose length its table does not allow is only damage or a hostile store: no
 	// record of it can be read, and repair drops it.
 	malformedKey := func(k []byte) {
-		add(Finding{Kind: "orphan-key", Detail: fmt.Sprintf("malformed %q key (%d bytes)", k[0], len(k))})
+		add(Finding{Kind: FindingOrphanKey, Detail: fmt.Sprintf("malformed %q key (%d bytes)", k[0], len(k))})
 		dels = append(dels, k)
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -102,7 +158,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 			ino := binary.BigEndian.Uint64(k[1:])
 			n, err := unmarshalInode(ino, v)
 			if err != nil {
-				add(Finding{Kind: "bad-inode", Ino: ino, Detail: err.Error()})
+				add(Finding{Kind: FindingBadInode, Ino: ino, Detail: err.Error()})
 				continue
 			}
 			inodes[ino] = &fsckInode{n: n}
@@ -127,17 +183,17 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 			p := inodes[parent]
 			switch {
 			case err != nil:
-				add(Finding{Kind: "bad-entry", Ino: parent, Detail: fmt.Sprintf("entry %q: %v", name, err)})
+				add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q: %v", name, err)})
 				dels = append(dels, k)
 				continue
 			case p == nil || !p.n.IsDir():
-				add(Finding{Kind: "orphan-entry", Ino: parent, Detail: fmt.Sprintf("entry %q in missing directory %d", name, parent)})
+				add(Finding{Kind: FindingOrphanEntry, Ino: parent, Detail: fmt.Sprintf("entry %q in missing directory %d", name, parent)})
 				dels = append(dels, k, dirOrderKey(parent, d.Cookie))
 				continue
 			}
 			c := inodes[d.Ino]
 			if c == nil {
-				add(Finding{Kind: "dangling-entry", Ino: parent, Detail: fmt.Sprintf("entry %q points to missing inode %d", name, d.Ino)})
+				add(Finding{Kind: FindingDanglingEntry, Ino: parent, Detail: fmt.Sprintf("entry %q points to missing inode %d", name, d.Ino)})
 				dels = append(dels, k, dirOrderKey(parent, d.Cookie))
 				continue
 			}
@@ -152,7 +208,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 			}
 			ov, err := txn.Get(dirOrderKey(parent, d.Cookie))
 			if err != nil {
-				add(Finding{Kind: "bad-entry", Ino: parent, Detail: fmt.Sprintf("entry %q has no readdir slot %d", name, d.Cookie)})
+				add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q has no readdir slot %d", name, d.Cookie)})
 				continue
 			}
 			ok := false
@@ -161,7 +217,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 				return nil
 			})
 			if !ok {
-				add(Finding{Kind: "bad-entry", Ino: parent, Detail: fmt.Sprintf("entry %q disagrees with its readdir slot", name)})
+				add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q disagrees with its readdir slot", name)})
 			}
 		}
 		for it.Seek([]byte{tagDirOrder}); it.ValidForPrefix([]byte{tagDirOrder}); it.Next() {
@@ -173,12 +229,12 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 			v, _ := it.Item().ValueCopy(nil)
 			parent, _ := decodeU64U64(k)
 			if len(v) < 12 {
-				add(Finding{Kind: "bad-entry", Ino: parent, Detail: "short readdir slot"})
+				add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: "short readdir slot"})
 				dels = append(dels, k)
 				continue
 			}
 			if _, err := txn.Get(direntKey(parent, string(v[12:]))); err != nil {
-				add(Finding{Kind: "orphan-entry", Ino: parent, Detail: fmt.Sprintf("readdir slot %q without entry", v[12:])})
+				add(Finding{Kind: FindingOrphanEntry, Ino: parent, Detail: fmt.Sprintf("readdir slot %q without entry", v[12:])})
 				dels = append(dels, k)
 			}
 		}
@@ -191,7 +247,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 					continue
 				}
 				if inodes[binary.BigEndian.Uint64(k[1:9])] == nil {
-					add(Finding{Kind: "orphan-key", Detail: fmt.Sprintf("%c key of missing inode", tag)})
+					add(Finding{Kind: FindingOrphanKey, Detail: fmt.Sprintf("%c key of missing inode", tag)})
 					dels = append(dels, k)
 				}
 			}
@@ -233,10 +289,10 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 		case !c.reached && ino != RootIno && c.links == 0 && orphanMarked:
 			// unlinked while open: freed at the next open
 		case !c.reached && ino != RootIno:
-			add(Finding{Kind: "unreachable", Ino: ino, Detail: fmt.Sprintf("inode %d (mode %o) is not reachable from the root", ino, c.n.Mode)})
+			add(Finding{Kind: FindingUnreachable, Ino: ino, Detail: fmt.Sprintf("inode %d (mode %o) is not reachable from the root", ino, c.n.Mode)})
 			lost = append(lost, ino)
 		case c.n.Nlink != want:
-			add(Finding{Kind: "nlink", Ino: ino, Path: pathOf(ino), Detail: fmt.Sprintf("nlink %d, %d links found", c.n.Nlink, want)})
+			add(Finding{Kind: FindingNlink, Ino: ino, Path: pathOf(ino), Detail: fmt.Sprintf("nlink %d, %d links found", c.n.Nlink, want)})
 			nlinkFix = append(nlinkFix, ino)
 		}
 	}
@@ -250,7 +306,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 		models[shortID(m)] = true
 	}
 	for _, id := range damagedModels {
-		add(Finding{Kind: "damaged-model", Detail: fmt.Sprintf("stored model %x does not match its id (remounting with that model file puts an intact copy back)", id)})
+		add(Finding{Kind: FindingDamagedModel, Detail: fmt.Sprintf("stored model %x does not match its id (remounting with that model file puts an intact copy back)", id)})
 	}
 	total := s.Counters()
 	totalBlocks, _, _ := total.Stored()
@@ -275,7 +331,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 		for i, b := range batch {
 			r.Blocks++
 			if errs[i] != nil {
-				add(Finding{Kind: "bad-block", Ino: b.ino, Block: int64(b.blk), Path: pathOf(b.ino), Detail: errs[i].Error()})
+				add(Finding{Kind: FindingBadBlock, Ino: b.ino, Block: int64(b.blk), Path: pathOf(b.ino), Detail: errs[i].Error()})
 			}
 		}
 		batch = batch[:0]
@@ -301,7 +357,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 			c := inodes[ino]
 			switch {
 			case c == nil || !c.n.IsReg():
-				add(Finding{Kind: "orphan-block", Ino: ino, Block: int64(g * GroupBlocks), Detail: "block group of a missing or non-regular inode"})
+				add(Finding{Kind: FindingOrphanBlock, Ino: ino, Block: int64(g * GroupBlocks), Detail: "block group of a missing or non-regular inode"})
 				dels = append(dels, k, pendingKey(ino, g), freshKey(ino, g))
 				continue
 			}
@@ -314,7 +370,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 				grp, err = parseGroup(gv)
 			}
 			if err != nil {
-				add(Finding{Kind: "bad-block", Ino: ino, Block: int64(g * GroupBlocks), Path: pathOf(ino), Detail: fmt.Sprintf("blocks %d-%d: %v", g*GroupBlocks, g*GroupBlocks+GroupBlocks-1, err)})
+				add(Finding{Kind: FindingBadBlock, Ino: ino, Block: int64(g * GroupBlocks), Path: pathOf(ino), Detail: fmt.Sprintf("blocks %d-%d: %v", g*GroupBlocks, g*GroupBlocks+GroupBlocks-1, err)})
 				computed.addGroup(v, 1)
 				continue
 			}
@@ -325,18 +381,18 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 					continue
 				}
 				if blk >= blocksFor(c.n.Size) && !s.hasKey(trimKey(ino)) {
-					add(Finding{Kind: "block-past-eof", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("block %d past the end of a %d-byte file", blk, c.n.Size)})
+					add(Finding{Kind: FindingBlockPastEOF, Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("block %d past the end of a %d-byte file", blk, c.n.Size)})
 					grp[slot] = nil
 					pastEOF = true
 					continue
 				}
 				if id, ok := codec.ModelOf(rec); ok && !models[id] {
-					add(Finding{Kind: "missing-model", Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("model %08x is not in the store", id)})
+					add(Finding{Kind: FindingMissingModel, Ino: ino, Block: int64(blk), Path: pathOf(ino), Detail: fmt.Sprintf("model %08x is not in the store", id)})
 				}
 				batch = append(batch, pend{k, rec, ino, blk})
 			}
 			if grp.pending() && !s.hasKey(pendingKey(ino, g)) {
-				add(Finding{Kind: "pending-mark", Ino: ino, Block: int64(g * GroupBlocks), Detail: "pending blocks without their group's marker"})
+				add(Finding{Kind: FindingPendingMark, Ino: ino, Block: int64(g * GroupBlocks), Detail: "pending blocks without their group's marker"})
 				sets = append(sets, kv{pendingKey(ino, g), nil})
 			}
 			if pastEOF {
@@ -367,7 +423,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 				}
 				ino, g := decodeU64U64(k)
 				if !s.hasKey(groupKey(ino, g)) {
-					add(Finding{Kind: "orphan-key", Ino: ino, Block: int64(g * GroupBlocks), Detail: fmt.Sprintf("pending mark (%c) of missing block group %d (block %d on)", tag, g, g*GroupBlocks)})
+					add(Finding{Kind: FindingOrphanKey, Ino: ino, Block: int64(g * GroupBlocks), Detail: fmt.Sprintf("pending mark (%c) of missing block group %d (block %d on)", tag, g, g*GroupBlocks)})
 					dels = append(dels, k)
 				}
 			}
@@ -383,7 +439,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 	// Counters.
 	if got := s.Counters(); !countersEqual(got, computed) {
 		a, _ := json.Marshal(got)
-		add(Finding{Kind: "counters", Detail: fmt.Sprintf("stats counters %s differ from what is stored", a)})
+		add(Finding{Kind: FindingCounters, Detail: fmt.Sprintf("stats counters %s differ from what is stored", a)})
 	}
 	if o.Repair {
 		if err := s.repair(r, inodes, dels, sets, nlinkFix, lost, computed); err != nil {
@@ -455,7 +511,7 @@ func countersEqual(c Counters, d Delta) bool {
 
 // repair applies what Fsck can fix without guessing data.
 func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byte, sets []kv, nlinkFix, lost []uint64, computed Delta) error {
-	mark := func(kinds ...string) {
+	mark := func(kinds ...FindingKind) {
 		for i := range r.Findings {
 			for _, k := range kinds {
 				if r.Findings[i].Kind == k {
@@ -494,7 +550,7 @@ func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byt
 		}
 		sets = sets[n:]
 	}
-	mark("orphan-entry", "dangling-entry", "orphan-key", "orphan-block", "block-past-eof", "pending-mark")
+	mark(FindingOrphanEntry, FindingDanglingEntry, FindingOrphanKey, FindingOrphanBlock, FindingBlockPastEOF, FindingPendingMark)
 	if len(lost) > 0 {
 		lf, err := s.Lookup(RootIno, "lost+found")
 		if err != nil {
@@ -533,7 +589,7 @@ func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byt
 				return err
 			}
 		}
-		mark("unreachable")
+		mark(FindingUnreachable)
 	}
 	for _, ino := range nlinkFix {
 		c := inodes[ino]
@@ -552,7 +608,7 @@ func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byt
 			return err
 		}
 	}
-	mark("nlink")
+	mark(FindingNlink)
 	d, err := s.scanCounters()
 	if err != nil {
 		return err
@@ -560,6 +616,6 @@ func (s *Store) repair(r *FsckReport, inodes map[uint64]*fsckInode, dels [][]byt
 	s.counters.mu.Lock()
 	s.counters.d = d
 	s.counters.mu.Unlock()
-	mark("counters", "pending-mark")
+	mark(FindingCounters, FindingPendingMark)
 	return s.saveCounters(false)
 }

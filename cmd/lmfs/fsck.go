@@ -59,7 +59,7 @@ func runFsck(args []string) error {
 	defer st.Close()
 	var markerFinding []blockstore.Finding
 	if badMarker != nil {
-		f := blockstore.Finding{Kind: "marker", Detail: strings.TrimPrefix(badMarker.Error(), "open store "+store+": ")}
+		f := blockstore.Finding{Kind: blockstore.FindingMarker, Detail: strings.TrimPrefix(badMarker.Error(), "open store "+store+": ")}
 		if *repair {
 			if err := st.RestoreMarker(); err != nil {
 				return fmt.Errorf("restore the marker of %s: %w", store, err)
@@ -87,7 +87,7 @@ func runFsck(args []string) error {
 		return err
 	}
 	if damaged != nil {
-		r.Findings = append([]blockstore.Finding{{Kind: "damaged-log", Detail: damaged.Error() + " (checked read-only; no repair)"}}, r.Findings...)
+		r.Findings = append([]blockstore.Finding{{Kind: blockstore.FindingDamagedLog, Detail: damaged.Error() + " (checked read-only; no repair)"}}, r.Findings...)
 		r.Clean = false
 	}
 	if len(markerFinding) > 0 {
@@ -110,7 +110,7 @@ func runFsck(args []string) error {
 			if f.Ino != 0 {
 				where += fmt.Sprintf(" (inode %d)", f.Ino)
 			}
-			if f.Kind == "bad-block" || f.Kind == "block-past-eof" || f.Kind == "missing-model" || f.Kind == "orphan-block" || f.Kind == "pending-mark" {
+			if f.Kind.HasBlock() {
 				where += fmt.Sprintf(" block %d (offset %d)", f.Block, f.Block*codec.BlockSize)
 			}
 			state := ""
