@@ -46,13 +46,14 @@ const (
 	memTableSize     = 32 << 20
 )
 
-// markerFile sits beside Badger's files; it identifies an lmfs store before Badger opens it,
-// so a foreign or newer directory is refused without being touched.
-const markerFile = "LMFS"
+// MarkerFile sits beside Badger's files; it identifies an lmfs store before Badger opens it,
+// so a foreign or newer directory is refused without being touched. (Its presence is also how
+// the command tells a store directory from a mountpoint, and sees a store vanish.)
+const MarkerFile = "LMFS"
 
 // ownFiles may sit in a store directory before the store is made (the mount's log, a
 // marker whose writing a crash interrupted).
-var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true, closedMarker: true, markerFile + tmpSuffix: true}
+var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true, closedMarker: true, MarkerFile + tmpSuffix: true}
 
 var (
 	// ErrNotStore reports a directory that holds something other than an lmfs store.
@@ -202,7 +203,7 @@ func openStore(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		pre.stop()
 		if created {
-			os.Remove(filepath.Join(dir, markerFile))
+			os.Remove(filepath.Join(dir, MarkerFile))
 		}
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") || errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
@@ -264,7 +265,7 @@ func Check(dir string) error {
 	if !st.IsDir() && st.Mode()&os.ModeSymlink == 0 {
 		return fmt.Errorf("open store %s: %w (it is a file)", dir, ErrNotStore)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, markerFile)); err == nil {
+	if _, err := os.Lstat(filepath.Join(dir, MarkerFile)); err == nil {
 		_, err := checkDir(dir, Options{ReadOnly: true})
 		return err
 	}
@@ -322,7 +323,7 @@ func checkDir(dir string, opts Options) (bool, error) {
 	}
 	entries, _ := os.ReadDir(dir)
 	if foreign := slices.DeleteFunc(entries, func(e os.DirEntry) bool { return ownFiles[e.Name()] }); len(foreign) > 0 {
-		return false, fmt.Errorf("open store %s: %w (directory is not empty and has no %s file)", dir, ErrNotStore, markerFile)
+		return false, fmt.Errorf("open store %s: %w (directory is not empty and has no %s file)", dir, ErrNotStore, MarkerFile)
 	}
 	if !opts.Create {
 		return false, fmt.Errorf("open store %s: %w (empty directory)", dir, ErrNotStore)
@@ -333,7 +334,7 @@ func checkDir(dir string, opts Options) (bool, error) {
 	if err := tightenStoreDir(dir); err != nil {
 		return false, err
 	}
-	if err := writeFileAtomic(dir, markerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
+	if err := writeFileAtomic(dir, MarkerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
 		return false, fmt.Errorf("create store: %w", err)
 	}
 	// The store directory's own name, made here or by the mount command, is durable too.
@@ -344,12 +345,12 @@ func checkDir(dir string, opts Options) (bool, error) {
 }
 
 // markerMissing is readMarker's problem when there is no marker file.
-const markerMissing = "there is no " + markerFile + " file"
+const markerMissing = "there is no " + MarkerFile + " file"
 
 // readMarker reads the format number from dir's marker file. A missing, empty or garbled
 // marker is not an error but a problem, said in words; err is for a marker that cannot be read.
 func readMarker(dir string) (version int, problem string, err error) {
-	f, err := openNoFollow(filepath.Join(dir, markerFile), os.O_RDONLY, 0)
+	f, err := openNoFollow(filepath.Join(dir, MarkerFile), os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, markerMissing, nil
 	}
@@ -359,13 +360,13 @@ func readMarker(dir string) (version int, problem string, err error) {
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
-		return 0, "", fmt.Errorf("read %s: %w", markerFile, err)
+		return 0, "", fmt.Errorf("read %s: %w", MarkerFile, err)
 	}
 	if len(b) == 0 {
-		return 0, markerFile + " is empty", nil
+		return 0, MarkerFile + " is empty", nil
 	}
 	if _, err := fmt.Sscanf(string(b), "lmfs store format %d", &version); err != nil {
-		return 0, "unreadable " + markerFile + " file", nil
+		return 0, "unreadable " + MarkerFile + " file", nil
 	}
 	return version, "", nil
 }
@@ -387,7 +388,7 @@ func (s *Store) RestoreMarker() error {
 	if s.opts.ReadOnly {
 		return syscall.EROFS
 	}
-	return writeFileAtomic(s.dir, markerFile, markerText(s.format.Version, s.format.BlockSize))
+	return writeFileAtomic(s.dir, MarkerFile, markerText(s.format.Version, s.format.BlockSize))
 }
 
 // init writes a new store's format record and root, or checks an existing one's, then loads

@@ -223,7 +223,7 @@ func TestOpenRefusesForeignAndNewer(t *testing.T) {
 		t.Fatalf("foreign dir got %d entries", len(ents))
 	}
 	newer := t.TempDir()
-	os.WriteFile(filepath.Join(newer, markerFile), []byte("lmfs store format 999\n"), 0o644)
+	os.WriteFile(filepath.Join(newer, MarkerFile), []byte("lmfs store format 999\n"), 0o644)
 	if _, err := Open(newer, Options{Create: true}); !errors.Is(err, ErrNewerFormat) {
 		t.Fatalf("newer store: %v", err)
 	}

@@ -22,7 +22,7 @@ func TestOpenFinishesInterruptedCreation(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(dir, markerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
+	if err := writeFileAtomic(dir, MarkerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(dir, Options{ReadOnly: true}); err == nil {
@@ -52,7 +52,7 @@ func TestOpenKeepsStoreWithLostIndex(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(dir, markerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
+	if err := writeFileAtomic(dir, MarkerFile, markerText(FormatVersion, codec.BlockSize)); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, segSubdir), 0o700); err != nil {
@@ -78,19 +78,19 @@ func TestWriteFileAtomicNoFollow(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(t.TempDir(), "target")
 	os.WriteFile(target, []byte("keep"), 0o600)
-	os.Symlink(target, filepath.Join(dir, markerFile+tmpSuffix))
-	os.Symlink(target, filepath.Join(dir, markerFile))
-	if err := writeFileAtomic(dir, markerFile, []byte("new")); err != nil {
+	os.Symlink(target, filepath.Join(dir, MarkerFile+tmpSuffix))
+	os.Symlink(target, filepath.Join(dir, MarkerFile))
+	if err := writeFileAtomic(dir, MarkerFile, []byte("new")); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(target); string(b) != "keep" {
 		t.Fatalf("target written: %q", b)
 	}
-	st, err := os.Lstat(filepath.Join(dir, markerFile))
+	st, err := os.Lstat(filepath.Join(dir, MarkerFile))
 	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
 		t.Fatalf("marker: %v %v", st.Mode(), err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, markerFile+tmpSuffix)); err == nil {
+	if _, err := os.Lstat(filepath.Join(dir, MarkerFile+tmpSuffix)); err == nil {
 		t.Fatal("temporary file left behind")
 	}
 }

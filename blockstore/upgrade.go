@@ -65,7 +65,7 @@ func (s *Store) recordFormat() error {
 	if err := s.db.Sync(); err != nil {
 		return err
 	}
-	return writeFileAtomic(s.dir, markerFile, markerText(FormatVersion, s.format.BlockSize))
+	return writeFileAtomic(s.dir, MarkerFile, markerText(FormatVersion, s.format.BlockSize))
 }
 
 // upgradeSome converts the next whole groups of format-1 records; done when none is left.

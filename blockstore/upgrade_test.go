@@ -82,7 +82,7 @@ func downgradeSome(t *testing.T, dir string, keep func(ino, g uint64) bool, vers
 		t.Fatal(err)
 	}
 	os.RemoveAll(filepath.Join(dir, segSubdir))
-	os.WriteFile(filepath.Join(dir, markerFile), []byte(fmt.Sprintf("lmfs store format %d\nblock size 2048\n", version)), 0o600)
+	os.WriteFile(filepath.Join(dir, MarkerFile), []byte(fmt.Sprintf("lmfs store format %d\nblock size 2048\n", version)), 0o600)
 	os.WriteFile(filepath.Join(dir, closedMarker), nil, 0o600)
 }
 
@@ -129,7 +129,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 		t.Errorf("counters after upgrade %+v, before %+v", got, before)
 	}
 	mustFsckClean(t, s, "fsck after upgrade")
-	marker, _ := os.ReadFile(filepath.Join(dir, markerFile))
+	marker, _ := os.ReadFile(filepath.Join(dir, MarkerFile))
 	if !bytes.HasPrefix(marker, []byte(fmt.Sprintf("lmfs store format %d", FormatVersion))) {
 		t.Errorf("marker file after upgrade: %q", marker)
 	}

@@ -480,7 +480,7 @@ func serve(store, mnt string, mf mountFlags, mounted *bool) error {
 	go shutdownOnSignal(mnt, sig, served, state, log)
 	srv.Wait()
 	close(served)
-	if _, err := os.Stat(filepath.Join(store, "LMFS")); err != nil {
+	if _, err := os.Stat(filepath.Join(store, blockstore.MarkerFile)); err != nil {
 		// Badger would retry its final flush into a deleted directory forever.
 		stopControl()
 		log.Error("the store directory is gone: exiting without closing it", "store", store, "err", err)

@@ -82,7 +82,7 @@ func resolveStore(arg string) (store string, mounted bool, err error) {
 	}
 	if m, ok := findMount(abs); ok {
 		if !isLmfs(m) {
-			if _, err := os.Stat(filepath.Join(abs, "LMFS")); err == nil {
+			if _, err := os.Stat(filepath.Join(abs, blockstore.MarkerFile)); err == nil {
 				return abs, false, nil // a store on a file system of its own (a disk, a bind mount)
 			}
 			return "", false, fmt.Errorf("%s is a %s mount, not lmfs", abs, m.fstype)
