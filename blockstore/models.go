@@ -1,24 +1,25 @@
 package blockstore
 
 import (
-	"crypto/sha256"
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/model/modelid"
 )
 
-// The store keeps a copy of every model file it has coded blocks with, keyed by the file's
-// SHA-256, so its LM blocks decode after the shipped default model changes.
+// The store keeps a copy of every model file it has coded blocks with, keyed by the file's id
+// (modelid: its SHA-256), so its LM blocks decode after the shipped default model changes.
 
 // PutModel stores a model file if the store does not hold an intact copy yet (a damaged
 // copy is replaced).
 func (s *Store) PutModel(data []byte) error {
-	id := sha256.Sum256(data)
+	id := modelid.Of(data)
 	return s.update(func(txn *badger.Txn) error {
 		item, err := txn.Get(modelKey(id))
 		if err == nil {
 			intact := false
-			item.Value(func(v []byte) error { intact = sha256.Sum256(v) == id; return nil })
+			item.Value(func(v []byte) error { intact = modelid.Of(v) == id; return nil })
 			if intact {
 				return nil
 			}
@@ -40,7 +41,7 @@ func (s *Store) Models() (models [][]byte, damaged [][32]byte, err error) {
 			var id [32]byte
 			copy(id[:], it.Item().Key()[1:])
 			v, err := it.Item().ValueCopy(nil)
-			if err != nil || sha256.Sum256(v) != id {
+			if err != nil || modelid.Of(v) != modelid.ID(id) {
 				damaged = append(damaged, id)
 				continue
 			}

@@ -5,7 +5,6 @@ package model
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"math"
 	"os"
 	"unicode/utf8"
+
+	"lmfs/model/modelid"
 )
 
 // Format limits. A file outside them is refused by Parse (and by the exporter).
@@ -149,7 +150,7 @@ func Parse(data []byte) (*Model, error) {
 	if *ver.Format != FormatVersion {
 		return nil, fmt.Errorf("%w: format %d", ErrInvalid, *ver.Format)
 	}
-	m := &Model{data: data, id: sha256.Sum256(data)}
+	m := &Model{data: data, id: modelid.Of(data)}
 	if err := json.Unmarshal(hdr, &m.header); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrInvalid, err)
 	}
@@ -379,8 +380,8 @@ func maxAbs(v []int32) int64 {
 // ID is the SHA-256 of the whole file.
 func (m *Model) ID() [32]byte { return m.id }
 
-// ShortID is the first 4 bytes of ID, big endian; every LM block records it.
-func (m *Model) ShortID() uint32 { return binary.BigEndian.Uint32(m.id[:4]) }
+// ShortID is the first 4 bytes of ID, big endian (package modelid); every LM block records it.
+func (m *Model) ShortID() uint32 { return modelid.ID(m.id).Short() }
 
 // Order is K, the number of previous symbols the model sees.
 func (m *Model) Order() int { return m.order }
