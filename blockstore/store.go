@@ -65,7 +65,15 @@ var (
 	// ErrBadMarker reports a store whose marker file is missing, empty or garbled while
 	// Badger's files are there: lmfs fsck --repair writes it anew from the format record.
 	ErrBadMarker = errors.New("store marker file is missing or damaged")
+	// ErrUnclean reports a store that was not closed cleanly, opened read-only: Badger must
+	// replay or cut the log its server left behind, which only a read-write open does (a
+	// mount, lmfs fsck).
+	ErrUnclean = errors.New("store was not closed cleanly")
 )
+
+// errEmptyDir: the directory holds no store yet (Create makes one there); it comes wrapped
+// with ErrNotStore.
+var errEmptyDir = errors.New("empty directory")
 
 // Format is the store's identity record.
 type Format struct {
@@ -205,10 +213,7 @@ func openStore(dir string, opts Options) (*Store, error) {
 		if created {
 			os.Remove(filepath.Join(dir, MarkerFile))
 		}
-		if strings.Contains(err.Error(), "Cannot acquire directory lock") || errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
-		}
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+		return nil, fmt.Errorf("open store %s: %w", dir, badgerOpenError(err))
 	}
 	if !opts.ReadOnly {
 		// From here on the store is in use: a crash leaves no marker (see vlogcheck.go),
@@ -246,6 +251,20 @@ func openStore(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// badgerOpenError turns the errors of badger.Open that callers must tell apart into the
+// store's sentinels. Badger says them in words only (its y.Wrapf formats the cause instead of
+// wrapping it), so this is the one place that knows its wording.
+func badgerOpenError(err error) error {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(msg, "Cannot acquire directory lock"):
+		return ErrLocked
+	case errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(msg, badger.ErrTruncateNeeded.Error()):
+		return fmt.Errorf("%w (%s)", ErrUnclean, msg)
+	}
+	return err
+}
+
 // Check reports, without changing anything, whether dir can be opened as a store: a store
 // of a format this build reads, an empty directory, or a missing one (both made into stores
 // with Create).
@@ -270,7 +289,7 @@ func Check(dir string) error {
 		return err
 	}
 	_, err = checkDir(dir, Options{ReadOnly: true, Create: true})
-	if errors.Is(err, ErrNotStore) && strings.Contains(err.Error(), "empty directory") {
+	if errors.Is(err, errEmptyDir) {
 		return nil
 	}
 	return err
@@ -325,11 +344,8 @@ func checkDir(dir string, opts Options) (bool, error) {
 	if foreign := slices.DeleteFunc(entries, func(e os.DirEntry) bool { return ownFiles[e.Name()] }); len(foreign) > 0 {
 		return false, fmt.Errorf("open store %s: %w (directory is not empty and has no %s file)", dir, ErrNotStore, MarkerFile)
 	}
-	if !opts.Create {
-		return false, fmt.Errorf("open store %s: %w (empty directory)", dir, ErrNotStore)
-	}
-	if opts.ReadOnly {
-		return false, fmt.Errorf("open store %s: %w (empty directory)", dir, ErrNotStore)
+	if !opts.Create || opts.ReadOnly {
+		return false, fmt.Errorf("open store %s: %w (%w)", dir, ErrNotStore, errEmptyDir)
 	}
 	if err := tightenStoreDir(dir); err != nil {
 		return false, err

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -108,7 +107,7 @@ func getReport(arg string) (report, error) {
 	if errors.Is(err, blockstore.ErrLocked) {
 		return report{}, fmt.Errorf("%s is open in another process that does not answer on %s", store, socketPath(store))
 	}
-	if err != nil && strings.Contains(err.Error(), "Log truncate required") {
+	if errors.Is(err, blockstore.ErrUnclean) {
 		// Read-only opening cannot replay what a killed server left behind.
 		return report{}, fmt.Errorf("%s was not closed cleanly (was its server killed?): mount it or run 'lmfs fsck %s' once to recover it", store, store)
 	}
