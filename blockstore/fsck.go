@@ -11,8 +11,6 @@
 package blockstore
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"path"
 	"sort"
@@ -231,11 +229,6 @@ func (c *fsckRun) pathOf(ino uint64) string {
 		ino = n.parent
 	}
 	return "/" + path.Join(parts...)
-}
-
-func shortID(model []byte) uint32 {
-	id := sha256.Sum256(model)
-	return binary.BigEndian.Uint32(id[:4])
 }
 
 // kv is a key and the value repair writes to it.

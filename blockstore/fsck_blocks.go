@@ -14,6 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"lmfs/codec"
+	"lmfs/model/modelid"
 )
 
 // fsckRecord is a block record waiting to be decoded in the block pass's next batch.
@@ -36,7 +37,7 @@ func (c *fsckRun) passBlocks() error {
 		return err
 	}
 	for _, m := range stored {
-		c.models[shortID(m)] = true
+		c.models[modelid.Short(m)] = true
 	}
 	for _, id := range damagedModels {
 		c.add(Finding{Kind: FindingDamagedModel, Detail: fmt.Sprintf("stored model %x does not match its id (remounting with that model file puts an intact copy back)", id)})
