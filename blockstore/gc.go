@@ -114,7 +114,7 @@ func (s *Store) startGC() {
 				busy = s.reclaim(s.gcStop, low) > 0 || busy
 				last = time.Now()
 			} else if time.Since(last) >= gcInterval {
-				busy = s.CollectGarbage(s.gcStop, spaceLow) > 0 || busy
+				busy = s.collectGarbage(s.gcStop, spaceLow) > 0 || busy
 				last = time.Now()
 			}
 			progress.end(busy)
@@ -279,14 +279,14 @@ func (s *Store) reclaim(stop <-chan struct{}, low bool) int {
 	if err := s.db.Flatten(1); err != nil {
 		s.log.Warn("value-log GC: flattening the LSM tree failed", "err", err)
 	}
-	n := s.CollectGarbage(stop, low)
+	n := s.collectGarbage(stop, low)
 	s.log.Debug("value-log GC after deletions", "files_rewritten", n, "took", time.Since(start))
 	return n
 }
 
-// CollectGarbage rewrites value-log files until none is worth it (or stop closes; low: free
+// collectGarbage rewrites value-log files until none is worth it (or stop closes; low: free
 // space is short, lower the bar); it returns how many files were rewritten.
-func (s *Store) CollectGarbage(stop <-chan struct{}, low bool) int {
+func (s *Store) collectGarbage(stop <-chan struct{}, low bool) int {
 	ratio := gcRatio
 	if low {
 		ratio = gcRatioLow

@@ -124,13 +124,6 @@ func (d *Delta) addGroup(v []byte, sign int64) {
 	}
 }
 
-// GroupKey returns the Badger key of the group that holds block blk of file ino, and the
-// block's slot in it (for tools and tests that inspect a store's raw records).
-func GroupKey(ino, blk uint64) ([]byte, int) {
-	g, slot := groupOf(blk)
-	return groupKey(ino, g), slot
-}
-
 // holes reports which slots of the group stored as v (inline or a reference) are holes.
 func holes(v []byte) ([GroupBlocks]bool, error) {
 	var h [GroupBlocks]bool
@@ -149,44 +142,4 @@ func holes(v []byte) ([GroupBlocks]bool, error) {
 		h[i] = g[i] == nil
 	}
 	return h, err
-}
-
-// ResolveGroup returns the group value that v, the stored value of group key (ino, g) of the
-// closed store in dir, stands for: v itself, or the bytes it refers to in a data segment (for
-// tools and tests that inspect a store's raw records; GroupKey gives the key).
-func ResolveGroup(dir string, key, v []byte) ([]byte, error) {
-	if !isRef(v) {
-		return v, nil
-	}
-	r, err := parseRef(v)
-	if err != nil {
-		return nil, err
-	}
-	ino, g := decodeU64U64(key)
-	ss := newSegments(dir, true)
-	defer ss.close()
-	return ss.read(ino, g, r)
-}
-
-// GroupRecord returns the record in slot of a group value (nil for a hole).
-func GroupRecord(v []byte, slot int) ([]byte, error) {
-	g, err := parseGroup(v)
-	if err != nil {
-		return nil, err
-	}
-	return g[slot], nil
-}
-
-// SetGroupRecord returns a group value (v may be nil: a new group) with slot's record replaced
-// by rec (nil: a hole).
-func SetGroupRecord(v []byte, slot int, rec []byte) ([]byte, error) {
-	var g group
-	if v != nil {
-		var err error
-		if g, err = parseGroup(v); err != nil {
-			return nil, err
-		}
-	}
-	g[slot] = rec
-	return g.marshal(), nil
 }
