@@ -3,8 +3,6 @@ package blockstore
 import (
 	"os"
 	"testing"
-
-	"lmfs/codec"
 )
 
 // BenchmarkWriteSequential writes a mixed file in 1 MiB requests (what the mount sends).
@@ -14,7 +12,7 @@ func BenchmarkWriteSequential(b *testing.B) {
 		b.Skip("needs /tmp/mixed.bin")
 	}
 	data = data[:64<<20]
-	s, err := Open(b.TempDir(), Options{Create: true, FastCodecs: benchCodecs})
+	s, err := Open(b.TempDir(), Options{Create: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,5 +29,3 @@ func BenchmarkWriteSequential(b *testing.B) {
 		s.settleAll() // until the last write has landed
 	}
 }
-
-var benchCodecs []codec.Codec // the default: raw on the write path

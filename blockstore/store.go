@@ -91,11 +91,6 @@ type Options struct {
 	ReadOnly bool
 	// SyncWrites makes every transaction durable (slow); the default relies on Sync.
 	SyncWrites bool
-	// FastCodecs code blocks on the write path; nil (the default) stores them raw, and the
-	// compactor's fast pass codes them soon after (see encodeNew).
-	FastCodecs []codec.Codec
-	// LM decodes LM blocks; nil when no model is loaded.
-	LM codec.LMDecoder
 	// IgnoreMarker opens a store whose marker file is missing or damaged (ErrBadMarker) on
 	// the strength of Badger's format record alone (fsck; RestoreMarker writes it anew).
 	IgnoreMarker bool
@@ -577,11 +572,12 @@ type lmHolder struct{ dec codec.LMDecoder }
 // SetLM sets the decoder of LM blocks (all models the store has used).
 func (s *Store) SetLM(dec codec.LMDecoder) { s.lmDec.Store(&lmHolder{dec}) }
 
+// lm is the decoder of LM blocks; nil until SetLM (no model loaded).
 func (s *Store) lm() codec.LMDecoder {
 	if h := s.lmDec.Load(); h != nil {
 		return h.dec
 	}
-	return s.opts.LM
+	return nil
 }
 
 // Dir is the store's directory.

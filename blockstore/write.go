@@ -70,7 +70,7 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 	req := &writeReq{ino: ino, end: end, blocks: make([]newBlock, last-first+1), mtime: time.Now().UnixNano(), bytes: len(data)}
 	for b := first; b <= last; b++ {
 		req.blocks[b-first].blk = b
-		if g, slot := groupOf(b); slot == 0 && len(s.opts.FastCodecs) == 0 && off <= b*bs && (b+GroupBlocks)*bs <= end {
+		if g, slot := groupOf(b); slot == 0 && off <= b*bs && (b+GroupBlocks)*bs <= end {
 			// The write covers the whole group: its value is built at once, each record
 			// copied once, straight into it.
 			buildGroup(req.blocks[b-first:b-first+GroupBlocks], data[b*bs-off:(b+GroupBlocks)*bs-off], g)
@@ -136,14 +136,10 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 // for the write path, or nil for an all-zero block (a hole). The write path stores blocks as
 // codec.FreshRecord makes them, uncoded: coding happens off the write path, in the compactor's
 // fast pass (hundreds of MB/s in the background) and then its full recode (codec.Policy).
-// Options.FastCodecs codes them here instead.
 func (s *Store) encodeNew(rec []byte) []byte {
 	raw := rec[codec.HeaderSize:]
 	if codec.IsZero(raw) {
 		return nil
-	}
-	if len(s.opts.FastCodecs) > 0 {
-		return codec.Encode(nil, raw, codec.FlagPending, s.opts.FastCodecs...)
 	}
 	return codec.FreshRecord(rec)
 }
