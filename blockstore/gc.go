@@ -68,7 +68,11 @@ var gcMarker = counterKey("gc-flush")
 func (s *Store) startGC() {
 	s.gcStop = make(chan struct{})
 	s.gcDone = make(chan struct{})
-	s.gcKick = make(chan struct{}, 1)
+	if s.gcKick == nil {
+		// Made once, at open: kickGC reads it without a lock, also while fsck stops and
+		// restarts this loop.
+		s.gcKick = make(chan struct{}, 1)
+	}
 	go func() {
 		defer close(s.gcDone)
 		poll := time.NewTicker(gcPoll)
