@@ -1,5 +1,26 @@
-// Package blockstore keeps an lmfs file system in a Badger database: inodes, directory
-// entries, xattrs, and file contents as independently coded 2 KiB block records.
+// Package blockstore keeps an lmfs file system in a store directory: a Badger database for
+// the namespace (inodes, directory entries, xattrs, ACLs), the index of file data and small
+// block groups, plus data segments (data/*.seg) for the large ones. A file's contents are
+// independently coded 2 KiB block records (codec), stored 16 to a block group; blocks land
+// raw and the compactor recodes them in the background with the codec's policy.
+//
+// Where things are (the store format itself is in README.md, "Store format"):
+//
+//	store.go, storedir.go, boundary.go   Open and Close, the marker file, the directory's
+//	                                     safety, panics turned into errors
+//	tablecheck.go, vlogcheck.go          checks of Badger's own files before Badger opens them
+//	keys.go, inode.go                    the Badger key layout and the inode/entry records
+//	namespace.go, xattr.go, acl.go       names, attributes, extended attributes, POSIX ACLs
+//	orphan.go                            unlinked-while-open files, cleanup that survives a crash
+//	data.go                              the data path, one file per part (it lists them)
+//	group.go, segment.go, segment_gc.go  block groups, data segments and their GC
+//	compactor.go, compactprogress.go     the background recode (the codec choice is codec's)
+//	cache.go                             decoded LM blocks kept for reads and partial writes
+//	gc.go, space.go, prealloc.go         value-log GC, the free-space guard, Badger preallocation
+//	counters.go, usage.go, statfs.go     stats, per-file usage, what df shows
+//	fsck.go                              the check, as passes (it lists them), and repair
+//	upgrade.go, models.go                older formats, the model files a store keeps
+//	testing_api.go                       exported for the integration tests only
 //
 // What the store guarantees:
 //   - Every operation is one Badger transaction (retried on conflict): after a crash the
