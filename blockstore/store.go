@@ -72,9 +72,16 @@ const (
 // the command tells a store directory from a mountpoint, and sees a store vanish.)
 const MarkerFile = "LMFS"
 
+// The mount keeps its log and its control socket in the store directory (lmfs mount, which
+// opens the log before the store exists); they are the store's own files, never foreign ones.
+const (
+	LogFile    = "lmfs.log"
+	SocketFile = "lmfs.sock"
+)
+
 // ownFiles may sit in a store directory before the store is made (the mount's log, a
 // marker whose writing a crash interrupted).
-var ownFiles = map[string]bool{"lmfs.log": true, "lmfs.sock": true, closedMarker: true, MarkerFile + tmpSuffix: true}
+var ownFiles = map[string]bool{LogFile: true, SocketFile: true, closedMarker: true, MarkerFile + tmpSuffix: true}
 
 var (
 	// ErrNotStore reports a directory that holds something other than an lmfs store.

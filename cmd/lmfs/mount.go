@@ -302,7 +302,7 @@ func daemonize(store, mnt string, mf mountFlags, made []string) error {
 		// The store may not exist yet; the log lives beside it until it does. In the store
 		// it is never opened through a symlink (Check refuses one anyway) and is private.
 		if err := os.MkdirAll(store, 0o700); err == nil {
-			logPath = filepath.Join(store, "lmfs.log")
+			logPath = filepath.Join(store, blockstore.LogFile)
 			flags |= syscall.O_NOFOLLOW
 		} else {
 			return fmt.Errorf("create store: %w", err)

@@ -106,7 +106,7 @@ func resolveStore(arg string) (store string, mounted bool, err error) {
 // socketPath is where a mount of store answers control requests (stats, compaction). Unix
 // socket paths are short, so long store paths use a hashed name in the temp directory.
 func socketPath(store string) string {
-	p := filepath.Join(store, "lmfs.sock")
+	p := filepath.Join(store, blockstore.SocketFile)
 	if len(p) < 100 {
 		return p
 	}
