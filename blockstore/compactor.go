@@ -323,8 +323,8 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 				if err := txn.Set(groupKey(ino, g), nv); err != nil {
 					return err
 				}
-				d.addGroup(olds[i], -1)
-				d.addGroup(news[i], 1)
+				d.addFileGroup(ino, olds[i], -1)
+				d.addFileGroup(ino, news[i], 1)
 			}
 			if err := txn.Delete(mk); err != nil {
 				return err
@@ -456,8 +456,8 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 				if err := txn.Set(key, sv); err != nil {
 					return err
 				}
-				d.addGroup(v, -1)
-				d.addGroup(nv, 1)
+				d.addFileGroup(ino, v, -1)
+				d.addFileGroup(ino, nv, 1)
 			}
 			if !grp.pending() {
 				if err := deleteKeys(txn, mk, freshKey(ino, g)); err != nil {

@@ -31,7 +31,8 @@ type Delta struct {
 	Logical                       int64
 	Pending, PendingRaw           int64
 	codec                         [8]CodecUse
-	freed                         int64 // record bytes removed or replaced (garbage for value-log GC)
+	freed                         int64        // record bytes removed or replaced (garbage for value-log GC)
+	files                         *fileChanges // stored bytes changed by file (usage.go)
 }
 
 // addBlock accounts for a new or removed (sign -1) block record.
@@ -92,7 +93,8 @@ func (c Counters) Stored() (blocks, raw, stored int64) {
 type counters struct {
 	mu       sync.Mutex
 	d        Delta
-	segFreed int64 // record bytes freed since segment GC last looked (segment_gc.go)
+	segFreed int64      // record bytes freed since segment GC last looked (segment_gc.go)
+	files    usageCache // stored bytes of files (usage.go)
 }
 
 // takeSegFreed returns the record bytes freed since the last call.
@@ -136,6 +138,7 @@ func (c *counters) add(d Delta) {
 		c.d.codec[i].Raw += d.codec[i].Raw
 		c.d.codec[i].Stored += d.codec[i].Stored
 	}
+	c.files.apply(d.files)
 }
 
 func (c *counters) snapshot() Counters {

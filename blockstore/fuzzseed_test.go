@@ -57,39 +57,6 @@ func seedRefs() [][]byte {
 	return append(out, bad)
 }
 
-// seedSegment is a segment file with two entries, and references to them.
-type seedSegment struct {
-	seg, ref []byte
-	ino, g   uint64
-}
-
-func seedSegments() []seedSegment {
-	g, v := seedGroup()
-	var one group
-	one[1] = codec.Encode(nil, []byte("short"), 0, codec.RawCodec)
-	v2 := one.marshal()
-	seg := bytes.Clone(segMagic)
-	var out []seedSegment
-	for i, val := range [][]byte{v, v2} {
-		off := uint32(len(seg))
-		crc := codec.Checksum(val)
-		h := make([]byte, entryHeader)
-		putEntryHeader(h, 10, uint64(i), len(val), crc)
-		seg = append(append(seg, h...), val...)
-		sum := refSummary(&g)
-		if i == 1 {
-			sum = refSummary(&one)
-		}
-		out = append(out, seedSegment{ref: encodeRef(0, off, uint32(len(val)), crc, sum), ino: 10, g: uint64(i)})
-	}
-	for i := range out {
-		out[i].seg = seg
-	}
-	cut := out[0]
-	cut.seg = seg[:len(seg)/2]
-	return append(out, cut)
-}
-
 func seedInodes() [][]byte {
 	file := Inode{Ino: 5, Mode: syscall.S_IFREG | 0o644, Uid: 1000, Gid: 1000, Nlink: 1, Size: 123456, Atime: 1, Mtime: 2, Ctime: 3}
 	dir := Inode{Ino: 6, Mode: syscall.S_IFDIR | 0o755, Nlink: 2, NextCookie: firstCookie, Parent: RootIno}
@@ -177,10 +144,6 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	}
 	for _, v := range seedRefs() {
 		write("FuzzParseRef", v, []byte("payload"))
-	}
-	for _, s := range seedSegments() {
-		write("FuzzSegmentEntry", s.seg, s.ref, s.ino, s.g, false)
-		write("FuzzSegmentEntry", s.seg, s.ref, s.ino+1, s.g, true)
 	}
 	for i, v := range seedInodes() {
 		write("FuzzInodeRecord", uint64(i+2), v)

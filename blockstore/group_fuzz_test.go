@@ -3,6 +3,8 @@ package blockstore
 import (
 	"bytes"
 	"testing"
+
+	"lmfs/blockstore/segment"
 )
 
 // Fuzz targets for what a damaged or hostile store supplies. Each decoder must return an
@@ -76,7 +78,7 @@ func FuzzParseRef(f *testing.F) {
 		if !isRef(v) {
 			t.Fatal("parseRef accepted a value that is not a reference")
 		}
-		if r.n > maxGroupValue || r.n < groupHeader || r.off < segHeader {
+		if r.n > maxGroupValue || r.n < groupHeader || r.off < segment.FileHeader {
 			t.Fatalf("accepted a reference of %d bytes at %d: reads would allocate or seek by it", r.n, r.off)
 		}
 		for i := range GroupBlocks {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
 
@@ -217,7 +218,7 @@ func (s *Store) withGroup(item *badger.Item, ino, g uint64, fn func(v []byte) er
 // groupBufs holds buffers for group values read from segments and used only inside a
 // withGroup callback (a whole group of raw records and its entry header fit).
 var groupBufs = sync.Pool{New: func() any {
-	b := make([]byte, 0, entryHeader+maxGroupValue)
+	b := make([]byte, 0, segment.EntryHeader+maxGroupValue)
 	return &b
 }}
 
@@ -236,7 +237,7 @@ func (s *Store) groupValueInto(buf []byte, ino, g uint64, v []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	return s.segs.readInto(buf, ino, g, r)
+	return s.readSegment(buf, ino, g, r)
 }
 
 // storedValue is what is stored under group key (ino, g) for group value val: val itself
@@ -259,7 +260,7 @@ func (s *Store) updateData(fn func(txn *badger.Txn, sb *segBatch) error) error {
 		}
 	}()
 	return s.update(func(txn *badger.Txn) error {
-		sb := s.segs.batch()
+		sb := s.segBatch()
 		batches = append(batches, sb)
 		if err := fn(txn, sb); err != nil {
 			return err

@@ -9,6 +9,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"lmfs/blockstore/segment"
 )
 
 // plant writes raw keys and values into the closed store in dir behind its back, as damage
@@ -102,7 +104,7 @@ func TestHostileRecords(t *testing.T) {
 		"e" + dino + be64(500):                {1},
 		"g" + fino + be64(40):                 {refFormat, 1, 2, 3},
 		"g" + fino + be64(41):                 encodeRef(7, 1<<30, 1<<30, 0, make([]byte, GroupBlocks*refSlot)),
-		"g" + fino + be64(42):                 encodeRef(0, segHeader, groupHeader, 0, make([]byte, GroupBlocks*refSlot)),
+		"g" + fino + be64(42):                 encodeRef(0, segment.FileHeader, groupHeader, 0, make([]byte, GroupBlocks*refSlot)),
 		"g" + fino + be64(43):                 append([]byte{groupFormat}, bytes.Repeat([]byte{0xff}, 40)...),
 		"C" + counterStats:                    []byte("{not json"),
 		"C" + counterClean:                    {1},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
 
@@ -138,35 +139,36 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, g
 	}
 	for i := 0; i < len(refs); {
 		// A run of entries that lie one after the other in one segment.
-		j, next := i+1, int64(refs[i].r.off)+entrySize(refs[i].r.n)
+		j, next := i+1, refs[i].r.loc().End()
 		for j < len(refs) && refs[j].r.seg == refs[i].r.seg && int64(refs[j].r.off) == next {
-			next += entrySize(refs[j].r.n)
+			next += segment.EntrySize(refs[j].r.n)
 			j++
 		}
-		span, sf, err := s.segs.mapSpan(refs[i].r.seg, int64(refs[i].r.off), next-int64(refs[i].r.off))
+		span, done, err := s.segs.ReadRange(refs[i].r.seg, int64(refs[i].r.off), next-int64(refs[i].r.off))
+		err = segErr(err)
 		if errors.Is(err, errMoved) {
 			return err
 		}
 		if err != nil {
 			return s.blockError(ino, refs[i].g*GroupBlocks, err)
 		}
-		err = readMapped(func() error {
+		err = segment.ReadMapped(func() error {
 			for k := i; k < j; k++ {
 				rr := refs[k]
-				e := span[int64(rr.r.off)-int64(refs[i].r.off):][:entrySize(rr.r.n)]
-				if err := checkEntryHeader(e, ino, rr.g, rr.r); err != nil {
-					return s.blockError(ino, rr.g*GroupBlocks, err)
+				e := span[int64(rr.r.off)-int64(refs[i].r.off):][:segment.EntrySize(rr.r.n)]
+				if err := segment.CheckEntry(e, ino, rr.g, rr.r.loc()); err != nil {
+					return s.blockError(ino, rr.g*GroupBlocks, segErr(err))
 				}
-				if err := fillGroup(rr.g, e[entryHeader:]); err != nil {
+				if err := fillGroup(rr.g, e[segment.EntryHeader:]); err != nil {
 					return err
 				}
 			}
 			return nil
 		})
-		s.segs.release(sf)
+		done()
 		var be *BlockError
 		if err != nil && !errors.As(err, &be) {
-			err = s.blockError(ino, refs[i].g*GroupBlocks, err) // a fault under the mapping
+			err = s.blockError(ino, refs[i].g*GroupBlocks, segErr(err)) // a fault under the mapping
 		}
 		if err != nil {
 			return err

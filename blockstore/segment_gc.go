@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"cmp"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/blockstore/segment"
 )
 
 // Segment GC: a data segment is never written again once sealed, so the space of the groups
@@ -24,7 +24,7 @@ import (
 // can appear after that, so the references a second scan collects are all there are, and
 // once each is moved (or found replaced) the file can go. The moved entries and the new
 // references are made durable before the file is deleted. A reader whose snapshot still has
-// an old reference gets errMoved and retries (segment.go).
+// an old reference gets errMoved and retries (segref.go).
 
 // segGCMin: garbage below this is not worth a rewrite.
 const segGCMin = 4 << 20
@@ -39,47 +39,19 @@ const (
 // segMoveBatch bounds the payload bytes one move transaction carries.
 const segMoveBatch = 4 << 20
 
-// sealed returns the segments that are neither being appended to nor removed, with sizes.
-func (ss *segments) sealed() (map[uint32]int64, error) {
-	ids, err := ss.list()
-	if err != nil {
-		return nil, err
-	}
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	out := map[uint32]int64{}
-	for _, id := range ids {
-		if ss.retired[id] || ss.isCurrent(ss.files[id]) {
-			continue
-		}
-		if st, err := os.Stat(filepath.Join(ss.dir, segName(id))); err == nil {
-			out[id] = st.Size()
-		}
-	}
-	return out, nil
-}
-
-// idle reports whether no reservation in segment id is unfinished.
-func (ss *segments) idle(id uint32) bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	sf := ss.files[id]
-	return sf == nil || sf.inUse == 0
-}
-
 // collectSegments rewrites the data segments worth it (low: free space is short) and
 // returns how many it removed and how long its index scans took.
 func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, scans time.Duration, err error) {
-	sizes, err := s.segs.sealed()
+	sizes, err := s.segs.Sealed()
 	if err != nil {
 		return 0, 0, err
 	}
-	cur := s.segs.current()
+	cur := s.segs.Current()
 	if len(sizes) == 0 && len(cur) == 0 {
 		return 0, 0, nil
 	}
 	for id := range sizes {
-		for !s.segs.idle(id) {
+		for !s.segs.Idle(id) {
 			select {
 			case <-stop:
 				return 0, 0, nil
@@ -90,7 +62,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 	live := map[uint32]int64{}
 	scanStart := time.Now()
 	err = s.scanRefs(func(_ []byte, v []byte, r groupRef) {
-		live[r.seg] += entrySize(r.n)
+		live[r.seg] += segment.EntrySize(r.n)
 	})
 	scans = time.Since(scanStart)
 	if err != nil {
@@ -101,7 +73,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 		ratio = gcRatioLow
 	}
 	worth := func(id uint32, size int64) bool {
-		data := max(size-segHeader, 1)
+		data := max(size-segment.FileHeader, 1)
 		garbage := data - live[id]
 		return live[id] == 0 || (garbage >= segGCMin && float64(garbage) >= ratio*float64(data))
 	}
@@ -111,16 +83,16 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 			pick = append(pick, id)
 		}
 	}
-	after := s.segs.current()
+	after := s.segs.Current()
 	for id, c := range cur {
 		// A segment being appended to that is mostly garbage already (a big file written
 		// and deleted) is sealed, so the next pass can rewrite it: only when no append
 		// was in flight or made around the scan (its live count is exact then).
 		a, ok := after[id]
-		if !ok || !(live[id] == 0 || (c.n-segHeader >= segGCMin && worth(id, c.n))) {
+		if !ok || !(live[id] == 0 || (c.N-segment.FileHeader >= segGCMin && worth(id, c.N))) {
 			continue
 		}
-		if c.busy || a.busy || a.appends != c.appends {
+		if c.Busy || a.Busy || a.Appends != c.Appends {
 			if low {
 				// Writes are refused, so the appends stop once the ones accepted have
 				// landed: look again then (the space may be what a writer waits for).
@@ -128,7 +100,7 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 			}
 			continue
 		}
-		s.segs.seal(id)
+		s.segs.Seal(id)
 		s.segGCAgain.Store(true)
 		defer s.kickGC()
 	}
@@ -184,13 +156,13 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 		if !intact {
 			continue
 		}
-		if err := s.segs.sync(); err != nil {
+		if err := s.segs.Sync(); err != nil {
 			return removed, scans, err
 		}
 		if err := s.db.Sync(); err != nil {
 			return removed, scans, err
 		}
-		if err := s.segs.retire(id); err != nil {
+		if err := s.segs.Delete(id); err != nil {
 			return removed, scans, err
 		}
 		removed++
@@ -222,7 +194,7 @@ func (s *Store) moveEntries(id uint32, es []segEntry) (intact bool, err error) {
 		payloads := make([][]byte, len(chunk))
 		for k, e := range chunk {
 			ino, g := decodeU64U64(e.key)
-			p, err := s.segs.read(ino, g, e.r)
+			p, err := s.readSegment(nil, ino, g, e.r)
 			if err == nil {
 				err = checkPayload(e.stored, p)
 			}

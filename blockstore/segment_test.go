@@ -12,15 +12,19 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
 
 // smallSegments makes segments 1 MiB for the test, so GC has sealed segments to work on.
 func smallSegments(t *testing.T) {
-	old := segmentSize
-	segmentSize = 1 << 20
-	t.Cleanup(func() { segmentSize = old })
+	old := segment.Size
+	segment.Size = 1 << 20
+	t.Cleanup(func() { segment.Size = old })
 }
+
+// segSubdir is the store's segment directory, for the tests that plant or damage files in it.
+const segSubdir = segment.Subdir
 
 func writeFile(t *testing.T, s *Store, ino uint64, data []byte) {
 	t.Helper()
@@ -126,12 +130,12 @@ func TestSegmentDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	p := filepath.Join(dir, segSubdir, segName(r.seg))
+	p := filepath.Join(dir, segSubdir, segment.FileName(r.seg))
 	f, err := os.OpenFile(p, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := int64(r.off) + entryHeader + int64(r.n)/2
+	at := int64(r.off) + segment.EntryHeader + int64(r.n)/2
 	b := []byte{0}
 	f.ReadAt(b, at)
 	b[0] ^= 0x10
@@ -287,14 +291,14 @@ func TestRefBounds(t *testing.T) {
 		t.Fatal(err)
 	}
 	g[0] = final[0]
-	good := encodeRef(1, segHeader, groupHeader+uint32(len(g[0])), 0, refSummary(&g))
+	good := encodeRef(1, segment.FileHeader, groupHeader+uint32(len(g[0])), 0, refSummary(&g))
 	if _, err := parseRef(good); err != nil {
 		t.Fatalf("valid reference: %v", err)
 	}
 	for _, r := range [][]byte{
-		encodeRef(1, segHeader, 1<<31, 0, refSummary(&g)),
+		encodeRef(1, segment.FileHeader, 1<<31, 0, refSummary(&g)),
 		encodeRef(1, 0, 100, 0, refSummary(&g)),
-		encodeRef(1, segHeader, 3, 0, refSummary(&g)),
+		encodeRef(1, segment.FileHeader, 3, 0, refSummary(&g)),
 		good[:refSize-1],
 	} {
 		if _, err := parseRef(r); !errors.Is(err, codec.ErrCorrupt) {

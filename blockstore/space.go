@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"lmfs/blockstore/segment"
 )
 
 // Free-space guard: a full disk must give writers ENOSPC, never a dead server.
@@ -55,7 +57,7 @@ const (
 
 // spaceReserve is the free space below which new data is refused (see above).
 func spaceReserve(o badger.Options) int64 {
-	return o.ValueLogFileSize + 2*o.MemTableSize + segAllocStep + segGCRoom + spaceSlack
+	return o.ValueLogFileSize + 2*o.MemTableSize + segment.AllocStep + segGCRoom + spaceSlack
 }
 
 // segGCRoom is the part of the reserve segment GC may use for the live entries it moves.

@@ -50,6 +50,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
+	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
 
@@ -136,7 +137,7 @@ type Store struct {
 	format Format
 
 	prealloc   *preallocator // allocates Badger's new files (prealloc.go)
-	segs       *segments     // data segments: group values too big for Badger (segment.go)
+	segs       segment.Store // data segments: group values too big for Badger (segref.go)
 	segGCAgain atomic.Bool   // segment GC sealed the current segment: look again (segment_gc.go)
 	counters   *counters
 	locks      inodeLocks
@@ -257,13 +258,13 @@ func openStore(dir string, opts Options) (*Store, error) {
 	for i := range s.queues {
 		s.queues[i].cond.L = &s.queues[i].mu
 	}
-	if s.segs, err = openSegments(dir, opts.ReadOnly); err != nil {
+	if s.segs, err = segment.Open(dir, segment.Options{ReadOnly: opts.ReadOnly, Streams: segStreams}); err != nil {
 		db.Close()
 		pre.stop()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	if err := s.init(created); err != nil {
-		s.segs.close()
+		s.segs.Close()
 		db.Close()
 		pre.stop()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
@@ -529,7 +530,7 @@ func (s *Store) emptyDB() (bool, error) {
 // dataFiles names a file of dir that only a store holding data has (a Badger table or a data
 // segment), or "" when there is none.
 func dataFiles(dir string) string {
-	for _, pat := range []string{filepath.Join(dir, "*.sst"), filepath.Join(dir, segSubdir, "*.seg")} {
+	for _, pat := range []string{filepath.Join(dir, "*.sst"), filepath.Join(dir, segment.Subdir, "*.seg")} {
 		if m, _ := filepath.Glob(pat); len(m) > 0 {
 			return m[0]
 		}
@@ -554,7 +555,7 @@ func (s *Store) Close() error {
 		err = s.saveCounters(true)
 	}
 	// Segment bytes are durable before Badger's references to them are (db.Close syncs).
-	if serr := s.segs.close(); err == nil {
+	if serr := s.segs.Close(); err == nil {
 		err = serr
 	}
 	if cerr := s.db.Close(); err == nil {
@@ -589,7 +590,7 @@ func (s *Store) Sync() error {
 	if err := s.saveCounters(false); err != nil {
 		return err
 	}
-	if err := s.segs.sync(); err != nil { // segment bytes first, then the references to them
+	if err := s.segs.Sync(); err != nil { // segment bytes first, then the references to them
 		return err
 	}
 	return s.db.Sync()

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"lmfs/blockstore/segment"
 )
 
 // The store directory holds everything a mount holds, readable by whoever can read its files,
@@ -108,7 +110,7 @@ func checkStoreDir(dir string) error {
 	if err := checkPrivateDir(dir, dir, "the store directory", &st); err != nil {
 		return err
 	}
-	sub := filepath.Join(dir, segSubdir)
+	sub := filepath.Join(dir, segment.Subdir)
 	dirs := []string{dir} // grows by data/ while it is walked
 	for i := 0; i < len(dirs); i++ {
 		d := dirs[i]
@@ -152,7 +154,7 @@ func checkStoreDir(dir string) error {
 // tightenStoreDir takes group and other permissions away from a checked store directory,
 // its data/ directory and the files in them.
 func tightenStoreDir(dir string) error {
-	for _, d := range []string{dir, filepath.Join(dir, segSubdir)} {
+	for _, d := range []string{dir, filepath.Join(dir, segment.Subdir)} {
 		ents, err := os.ReadDir(d)
 		if errors.Is(err, fs.ErrNotExist) && d != dir {
 			continue

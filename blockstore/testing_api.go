@@ -1,5 +1,7 @@
 package blockstore
 
+import "lmfs/blockstore/segment"
+
 // For tests only. The integration tests in test/ open a closed store's Badger database
 // themselves and read or rewrite one block record in place (a flipped bit, a damaged group)
 // to check that reads fail with EIO and fsck names the block; these functions find and
@@ -25,9 +27,13 @@ func ResolveGroup(dir string, key, v []byte) ([]byte, error) {
 		return nil, err
 	}
 	ino, g := decodeU64U64(key)
-	ss := newSegments(dir, true)
-	defer ss.close()
-	return ss.read(ino, g, r)
+	ss, err := segment.Open(dir, segment.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	v, err = ss.Read(nil, ino, g, r.loc())
+	return v, segErr(err)
 }
 
 // GroupRecord returns the record in slot of a group value (nil for a hole).

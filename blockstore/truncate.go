@@ -130,7 +130,7 @@ func (s *Store) purgeGroupRange(ino, from, to uint64) error {
 				if _, g := decodeU64U64(item.Key()); g >= to {
 					break
 				}
-				if err := item.Value(func(v []byte) error { d.addGroup(v, -1); return nil }); err != nil {
+				if err := item.Value(func(v []byte) error { d.addFileGroup(ino, v, -1); return nil }); err != nil {
 					it.Close()
 					return err
 				}

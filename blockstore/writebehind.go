@@ -190,7 +190,7 @@ func (s *Store) startCommit(c *commit) {
 		return
 	}
 	txn := s.db.NewTransaction(true)
-	c.sb = s.segs.batch()
+	c.sb = s.segBatch()
 	err := s.apply(c, txn, c.sb)
 	if err == nil {
 		// The segment entries go out before the transaction that references them (here, in

@@ -21,7 +21,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
+
+	"lmfs/internal/crc32c"
 )
 
 // BlockSize is the size of the fixed blocks files are cut into.
@@ -52,12 +53,8 @@ var (
 	ErrUnknownCodec = errors.New("unknown codec")
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// Checksum is the CRC32C (Castagnoli) lmfs's own formats use: record headers here, and data
-// segment entries and references in the store. (The store's checks of Badger's files use
-// Badger's own table: that format is Badger's.)
-func Checksum(raw []byte) uint32 { return crc32.Checksum(raw, castagnoli) }
+// Checksum is the CRC32C of record headers (internal/crc32c: the checksum of lmfs's formats).
+func Checksum(raw []byte) uint32 { return crc32c.Checksum(raw) }
 
 // String returns the codec's name as shown by stats.
 func (id ID) String() string {

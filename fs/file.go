@@ -107,7 +107,7 @@ func (h *handle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 	if err != nil {
 		return h.fs.errno("getattr", err)
 	}
-	fillAttr(&in, &out.Attr)
+	h.fs.fillAttr(&in, &out.Attr)
 	return 0
 }
 

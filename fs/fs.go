@@ -116,7 +116,14 @@ func (f *FS) errno(op string, err error) syscall.Errno {
 }
 
 // fillAttr copies inode attributes into a FUSE attribute record.
-func fillAttr(n *blockstore.Inode, out *fuse.Attr) {
+//
+// st_blocks of a regular file is what its block records take in the store (codec headers and
+// payloads, pending raw records included, holes nothing), in 512-byte units, as ZFS reports a
+// compressed file's allocation: du on the mount shows what compression saved, and ls -s, df
+// and du agree. The store keeps the figure current for files it has summed once
+// (blockstore/usage.go, which says what it costs). Other inodes live in Badger's index, not
+// in blocks: their size, as before.
+func (f *FS) fillAttr(n *blockstore.Inode, out *fuse.Attr) {
 	out.Ino = n.Ino
 	out.Mode = n.Mode
 	out.Nlink = n.Nlink
@@ -126,6 +133,14 @@ func fillAttr(n *blockstore.Inode, out *fuse.Attr) {
 	out.Size = n.Size
 	out.Blksize = 4096
 	out.Blocks = (n.Size + 511) / 512
+	if n.IsReg() {
+		stored, err := f.store.FileStored(n.Ino, n.Size)
+		if err == nil {
+			out.Blocks = (uint64(stored) + 511) / 512
+		} else {
+			f.log.Debug("getattr: stored size unknown; st_blocks from the file size", "inode", n.Ino, "err", err)
+		}
+	}
 	out.Atime, out.Atimensec = split(n.Atime)
 	out.Mtime, out.Mtimensec = split(n.Mtime)
 	out.Ctime, out.Ctimensec = split(n.Ctime)

@@ -41,7 +41,7 @@ var (
 // child wraps an inode of the store as a go-fuse inode (go-fuse reuses a live one with the
 // same number).
 func (n *node) child(ctx context.Context, in *blockstore.Inode, out *fuse.EntryOut) *gofs.Inode {
-	fillAttr(in, &out.Attr)
+	n.fs.fillAttr(in, &out.Attr)
 	out.NodeId = in.Ino
 	out.Generation = 1
 	return n.NewInode(ctx, &node{fs: n.fs}, gofs.StableAttr{Mode: in.Mode & syscall.S_IFMT, Ino: in.Ino, Gen: 1})
@@ -60,7 +60,7 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 	if err != nil {
 		return n.fs.errno("getattr", err)
 	}
-	fillAttr(&in, &out.Attr)
+	n.fs.fillAttr(&in, &out.Attr)
 	return 0
 }
 
@@ -99,7 +99,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if err != nil {
 		return n.fs.errno("setattr", err)
 	}
-	fillAttr(&res, &out.Attr)
+	n.fs.fillAttr(&res, &out.Attr)
 	return 0
 }
 
