@@ -46,9 +46,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"runtime"
 	"runtime/debug"
+
+	"lmfs/internal/crc32c"
 )
 
 // Size: a segment is sealed once an append would pass this (a variable for tests).
@@ -131,9 +132,8 @@ type Appender interface {
 	Release()
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+// checksum is lmfs's format checksum (CRC32C, internal/crc32c).
+func checksum(b []byte) uint32 { return crc32c.Checksum(b) }
 
 // EntrySize is the bytes an entry with a payload of n bytes takes in its segment.
 func EntrySize(n uint32) int64 { return EntryHeader + int64(n) }
@@ -169,9 +169,6 @@ func CheckPayload(l Loc, payload []byte) error {
 	}
 	return nil
 }
-
-// Checksum is the payload checksum a Loc carries (CRC32C).
-func Checksum(p []byte) uint32 { return checksum(p) }
 
 // ReadMapped runs fn, which reads spans from ReadRange; a fault there (an I/O error under a
 // mapping) becomes an ErrCorrupt error instead of killing the process.
