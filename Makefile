@@ -29,8 +29,9 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./codec/
 	$(GO) test -run XXX -fuzz '^FuzzLMDecode$$' -fuzztime $(FUZZTIME) ./codec/
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./model/
-# What a damaged or hostile store supplies (blockstore/*_fuzz_test.go).
-	for t in FuzzParseGroup FuzzParseRef FuzzSegmentEntry FuzzInodeRecord FuzzDirent FuzzACL \
+# What a damaged or hostile store supplies (blockstore/*_fuzz_test.go, blockstore/segment).
+	$(GO) test -run XXX -fuzz '^FuzzSegmentEntry$$' -fuzztime $(FUZZTIME) ./blockstore/segment/
+	for t in FuzzParseGroup FuzzParseRef FuzzInodeRecord FuzzDirent FuzzACL \
 		FuzzStoreRecords FuzzCheckTable FuzzParseManifest; do \
 		$(GO) test -run XXX -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./blockstore/ || exit 1; \
 	done
