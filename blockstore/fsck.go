@@ -87,11 +87,15 @@ type Finding struct {
 
 // FsckReport is what Fsck found (and, with repair, fixed).
 type FsckReport struct {
-	Inodes   int64     `json:"inodes"`
-	Entries  int64     `json:"entries"`
-	Blocks   int64     `json:"blocks"`
-	Findings []Finding `json:"findings"`
-	Clean    bool      `json:"clean"`
+	Inodes  int64 `json:"inodes"`
+	Entries int64 `json:"entries"`
+	Blocks  int64 `json:"blocks"`
+	// Full: every block was decoded (FsckOptions.Full). Otherwise LMUndecoded LM blocks were
+	// checked without running the model (header, model, the segment entry's checksum).
+	Full        bool      `json:"full"`
+	LMUndecoded int64     `json:"lm_undecoded"`
+	Findings    []Finding `json:"findings"`
+	Clean       bool      `json:"clean"`
 }
 
 // FsckOptions configure Fsck.
@@ -100,7 +104,14 @@ type FsckOptions struct {
 	// counts and counters recomputed, unreachable inodes moved to /lost+found. Bad blocks are
 	// reported, never zeroed.
 	Repair bool
-	// Progress is called now and then with blocks checked so far and the total.
+	// Full decodes every block, LM blocks too (one model step per byte: about 100 KB/s per
+	// core). Without it LM blocks are checked without the model: their record header and
+	// model, and the checksum of the segment entry holding them (a group stored in Badger is
+	// covered by Badger's table checksums, checked at every open); blocks of the classical
+	// codecs are decoded either way (hundreds of MB/s) and checked against their CRC32C.
+	Full bool
+	// Progress is called now and then (at most every 200 ms, and once at the end) with
+	// blocks checked so far and the total.
 	Progress func(done, total int64)
 }
 
@@ -114,7 +125,8 @@ type fsckInode struct {
 	reached bool
 }
 
-// Fsck checks every block (decoded and checked against its CRC) and the metadata: entries
+// Fsck checks every block (decoded and checked against its CRC; LM blocks only with
+// FsckOptions.Full) and the metadata: entries
 // point to inodes, link counts match, no block lies past its file's end, no orphaned blocks,
 // xattrs or markers, counters equal what is stored, every model referenced is present.
 // Whatever the store holds, it returns a report or an error, never panics (boundary.go).
@@ -154,7 +166,8 @@ type fsckRun struct {
 //  2. entries: directory entries and readdir slots agree and name inodes that exist; xattrs
 //     and markers belong to inodes that exist.
 //  3. links: every inode is reachable from the root and its link count matches its entries.
-//  4. blocks (fsck_blocks.go): every block decodes to bytes matching its CRC32C, lies within
+//  4. blocks (fsck_blocks.go): every block decodes to bytes matching its CRC32C (LM blocks
+//     only with Full; without it their headers and segment checksums are checked), lies within
 //     its file, names a model the store holds; compactor marks match their groups.
 //  5. counters: the stats counters equal what the records add up to.
 //
@@ -168,7 +181,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 		s.stopGC()
 		defer s.startGC()
 	}
-	c := &fsckRun{s: s, o: o, r: &FsckReport{}, inodes: map[uint64]*fsckInode{}}
+	c := &fsckRun{s: s, o: o, r: &FsckReport{Full: o.Full}, inodes: map[uint64]*fsckInode{}}
 	// Passes 1 and 2 read one snapshot.
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.DefaultIteratorOptions)

@@ -125,7 +125,7 @@ func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []
 		switch {
 		case err == nil:
 			existed = true
-			if err := item.Value(func(v []byte) error { d.addGroup(v, -1); return nil }); err != nil {
+			if err := item.Value(func(v []byte) error { d.addFileGroup(ino, v, -1); return nil }); err != nil {
 				return err
 			}
 			if isBuilt {
@@ -169,7 +169,7 @@ func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []
 		}
 		return deleteKeys(txn, key, pendingKey(ino, g), freshKey(ino, g))
 	}
-	d.addGroup(val, 1)
+	d.addFileGroup(ino, val, 1)
 	stored, err := s.storedValue(sb, ino, g, val)
 	if err != nil {
 		return err

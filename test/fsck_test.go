@@ -29,19 +29,22 @@ type fsckFinding struct {
 }
 
 type fsckJSON struct {
-	Inodes   int64         `json:"inodes"`
-	Blocks   int64         `json:"blocks"`
-	Findings []fsckFinding `json:"findings"`
-	Clean    bool          `json:"clean"`
+	Inodes      int64         `json:"inodes"`
+	Blocks      int64         `json:"blocks"`
+	Full        bool          `json:"full"`
+	LMUndecoded int64         `json:"lm_undecoded"`
+	Findings    []fsckFinding `json:"findings"`
+	Clean       bool          `json:"clean"`
 }
 
-// fsckRun runs `lmfs fsck --json [--repair] store` and parses its report.
-func fsckRun(t *testing.T, store string, repair bool) (fsckJSON, result) {
+// fsckRun runs `lmfs fsck --json [--repair] [extra...] store` and parses its report.
+func fsckRun(t *testing.T, store string, repair bool, extra ...string) (fsckJSON, result) {
 	t.Helper()
 	args := []string{"fsck", "--json"}
 	if repair {
 		args = append(args, "--repair")
 	}
+	args = append(args, extra...)
 	r := lmfs(t, append(args, store)...)
 	var rep fsckJSON
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
@@ -210,11 +213,14 @@ func TestFsckFindsFaults(t *testing.T) {
 		check  func(t *testing.T, f fsckFinding) // the finding names the right thing
 		repair bool                              // fixable by --repair
 		after  func(t *testing.T, mnt string)    // on a mount after repair
+		// full: only `fsck --full` can see the fault (a record rewritten through Badger,
+		// its checksums made anew: only decoding it shows the damage).
+		full bool
 	}
 	const ghostIno = 987654
 	faults := []fault{
 		{
-			name: "corrupt block payload", kind: "bad-block",
+			name: "corrupt block payload", kind: "bad-block", full: true,
 			inject: func(t *testing.T, db *badger.DB) {
 				corruptBlock(t, db, base.inoA, 1, func(rec []byte) { rec[8+len(rec[8:])/2] ^= 0x21 })
 			},
@@ -345,7 +351,11 @@ func TestFsckFindsFaults(t *testing.T) {
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
-			rep, r := fsckRun(t, store, false)
+			var full []string
+			if f.full {
+				full = []string{"--full"}
+			}
+			rep, r := fsckRun(t, store, false, full...)
 			if r.code != 1 || rep.Clean {
 				t.Errorf("fsck of a store with a %s: exit %d clean %v, want exit 1", f.name, r.code, rep.Clean)
 			}
@@ -358,7 +368,7 @@ func TestFsckFindsFaults(t *testing.T) {
 			}
 			f.check(t, got[0])
 			// The text report names it too.
-			txt := lmfs(t, "fsck", store)
+			txt := lmfs(t, append(append([]string{"fsck"}, full...), store)...)
 			if txt.code != 1 || !strings.Contains(txt.stdout, f.kind) {
 				t.Errorf("fsck text report (exit %d) does not name %q:\n%s%s", txt.code, f.kind, txt.stdout, txt.stderr)
 			}
@@ -367,7 +377,7 @@ func TestFsckFindsFaults(t *testing.T) {
 			}
 			t.Logf("fsck: %s", strings.TrimSpace(txt.stdout))
 
-			rep, r = fsckRun(t, store, true)
+			rep, r = fsckRun(t, store, true, full...)
 			got = rep.find(f.kind)
 			if len(got) != 1 {
 				t.Fatalf("fsck --repair reported %d %q findings, want 1: %s", len(got), f.kind, rep)
@@ -381,7 +391,7 @@ func TestFsckFindsFaults(t *testing.T) {
 			if !f.repair && r.code != 1 {
 				t.Errorf("fsck --repair of an unrepairable %s: exit %d, want 1", f.name, r.code)
 			}
-			rep, r = fsckRun(t, store, false)
+			rep, r = fsckRun(t, store, false, full...)
 			if f.repair {
 				if r.code != 0 || !rep.Clean || len(rep.Findings) != 0 {
 					t.Errorf("fsck after repair of a %s: exit %d, findings %s; want clean", f.name, r.code, rep)
@@ -459,4 +469,87 @@ func TestFsckMounted(t *testing.T) {
 	}
 	m.umount()
 	fsckClean(t, store, "after the refused fsck runs")
+}
+
+// TestFsckDefaultFindsFlippedPayload: fsck's default checks without running the model, yet
+// a byte flipped on disk in the data segment holding LM blocks is a bad-block finding naming
+// the file and the group's first block, and so is a flipped byte in a block of a classical
+// codec stored in Badger (those are decoded by default). --full decodes the LM blocks too and
+// finds the same.
+func TestFsckDefaultFindsFlippedPayload(t *testing.T) {
+	needFUSE(t)
+	store := newStore(t)
+	m := mountAt(t, store, newMountDir(t), "--model", tinyModel(t))
+	needLMEncoder(t, fullStatsOf(t, m.dir))
+	text := textData(7, 64*2048) // four groups of 16 blocks, stored in a data segment
+	rnd := make([]byte, 4*2048)  // raw records: a classical codec
+	fillRandom(newRand(7), rnd)
+	writeFile(t, m.path("big"), text)
+	writeFile(t, m.path("rnd"), rnd)
+	inoBig, inoRnd := inoOf(t, m.path("big")), inoOf(t, m.path("rnd"))
+	mustLmfs(t, "compact", "--wait", m.dir)
+	m.umount()
+
+	rep, r := fsckRun(t, store, false)
+	if r.code != 0 || !rep.Clean || rep.Full || rep.LMUndecoded == 0 {
+		t.Fatalf("default fsck of the intact store: exit %d clean %v full %v lm_undecoded %d; want clean, LM blocks not decoded\n%s", r.code, rep.Clean, rep.Full, rep.LMUndecoded, r.stderr)
+	}
+	rep, r = fsckRun(t, store, false, "--full")
+	if r.code != 0 || !rep.Clean || !rep.Full || rep.LMUndecoded != 0 {
+		t.Fatalf("fsck --full of the intact store: exit %d clean %v full %v lm_undecoded %d; want clean, every block decoded\n%s", r.code, rep.Clean, rep.Full, rep.LMUndecoded, r.stderr)
+	}
+
+	// An LM block of /big, found in its segment file and flipped there.
+	db := openBadger(t, store)
+	var lmBlk uint64
+	var rec []byte
+	for blk := uint64(0); blk < 64 && rec == nil; blk++ {
+		if r := getBlock(t, db, inoBig, blk); r[0] == 6 { // codec lm
+			lmBlk, rec = blk, r
+		}
+	}
+	if rec == nil {
+		t.Fatal("no block of /big (64 blocks of text) was stored with the model")
+	}
+	corruptBlock(t, db, inoRnd, 2, func(rec []byte) { rec[8+100] ^= 0x01 })
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(store, "data", "*"))
+	flipped := false
+	for _, p := range segs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(b, rec); i >= 0 { // every copy (an older segment may hold one)
+			b[i+8+(len(rec)-8)/2] ^= 0x10
+			if err := os.WriteFile(p, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			flipped = true
+		}
+	}
+	if !flipped {
+		t.Fatalf("block %d of /big is not in any data segment (%v)", lmBlk, segs)
+	}
+
+	for _, args := range [][]string{nil, {"--full"}} {
+		rep, r := fsckRun(t, store, false, args...)
+		if r.code != 1 || rep.Clean {
+			t.Errorf("fsck %v of a store with a flipped byte: exit %d clean %v, want exit 1", args, r.code, rep.Clean)
+		}
+		found := map[string]bool{}
+		for _, f := range rep.find("bad-block") {
+			switch {
+			case f.Path == "/big" && f.Ino == inoBig && uint64(f.Block) == lmBlk/16*16:
+				found["big"] = true
+			case f.Path == "/rnd" && f.Ino == inoRnd && f.Block == 2:
+				found["rnd"] = true
+			}
+		}
+		if !found["big"] || !found["rnd"] {
+			t.Errorf("fsck %v: bad-block findings %s; want /big block %d (its group's first: the segment entry fails its checksum) and /rnd block 2 (a raw record)", args, rep, lmBlk/16*16)
+		}
+	}
 }

@@ -19,8 +19,9 @@ var errFindings = errors.New("store has problems")
 func runFsck(args []string) error {
 	fl := newFlags("fsck")
 	repair := fl.Bool("repair", false, "fix what can be fixed without guessing data (bad blocks are only reported)")
+	full := fl.Bool("full", false, "also decode every LM block with its model (slow: about 100 KB/s per core); by default LM blocks are checked by their headers and checksums without the model")
 	asJSON := fl.Bool("json", false, "print JSON")
-	quiet := fl.Bool("quiet", false, "no progress bar")
+	quiet := fl.Bool("quiet", false, "no progress")
 	ortLib := fl.String("ort-lib", "", "ONNX Runtime library (default: $LMFS_ORT_LIB, then lib/ next to the executable)")
 	pos, err := parseArgs(fl, args, 1, 1)
 	if err != nil {
@@ -68,21 +69,23 @@ func runFsck(args []string) error {
 		}
 		markerFinding = append(markerFinding, f)
 	}
-	// Decode LM blocks with the store's own models only.
-	lm, err := openModels(st, lmFlags{ortLib: *ortLib, device: "cpu", noLM: true}, log)
-	if err != nil {
-		return err
+	if *full {
+		// Decode LM blocks with the store's own models only.
+		lm, err := openModels(st, lmFlags{ortLib: *ortLib, device: "cpu", noLM: true}, log)
+		if err != nil {
+			return err
+		}
+		defer lm.Close()
 	}
-	defer lm.Close()
-	o := blockstore.FsckOptions{Repair: *repair}
+	o := blockstore.FsckOptions{Repair: *repair, Full: *full}
 	start := time.Now()
-	if !*quiet && isTerminal(os.Stderr) {
-		o.Progress = func(done, total int64) { progressBar(os.Stderr, "checking", done, total, time.Since(start)) }
+	var prog *fsckProgress
+	if !*quiet && !*asJSON {
+		prog = &fsckProgress{w: os.Stderr, tty: isTerminal(os.Stderr), start: start, last: start}
+		o.Progress = prog.show
 	}
 	r, err := st.Fsck(o)
-	if o.Progress != nil {
-		fmt.Fprintln(os.Stderr)
-	}
+	prog.end()
 	if err != nil {
 		return err
 	}
@@ -119,7 +122,11 @@ func runFsck(args []string) error {
 			}
 			fmt.Printf("%s%s: %s%s\n", f.Kind, where, f.Detail, state)
 		}
-		fmt.Printf("checked %d inodes, %d entries, %d blocks in %s: ", r.Inodes, r.Entries, r.Blocks, time.Since(start).Round(time.Millisecond))
+		undecoded := ""
+		if r.LMUndecoded > 0 {
+			undecoded = fmt.Sprintf(" (%d LM blocks by checksums, not decoded: --full decodes them)", r.LMUndecoded)
+		}
+		fmt.Printf("checked %d inodes, %d entries, %d blocks%s in %s: ", r.Inodes, r.Entries, r.Blocks, undecoded, time.Since(start).Round(time.Millisecond))
 		if r.Clean {
 			fmt.Println("clean")
 		} else {
@@ -130,4 +137,48 @@ func runFsck(args []string) error {
 		return errFindings
 	}
 	return nil
+}
+
+// fsckProgress shows fsck's progress on stderr: on a terminal a bar with rate and ETA,
+// redrawn in place; otherwise one line every 10 s (logs and pipes get no \r frames).
+type fsckProgress struct {
+	w     *os.File
+	tty   bool
+	start time.Time
+	last  time.Time // last line written (not a terminal; the first comes 10 s in)
+	drawn bool
+}
+
+// show implements FsckOptions.Progress.
+func (p *fsckProgress) show(done, total int64) {
+	now := time.Now()
+	if !p.tty && now.Sub(p.last) < 10*time.Second {
+		return
+	}
+	el := now.Sub(p.start)
+	frac := 1.0
+	if total > 0 {
+		frac = min(1, float64(done)/float64(total))
+	}
+	text := fmt.Sprintf("%3.0f%% checking %d/%d blocks, %s", 100*frac, done, total, el.Round(time.Second))
+	if done > 0 && el > time.Second && done < total {
+		rate := float64(done) / el.Seconds()
+		text += fmt.Sprintf(", %.0f blocks/s, ETA %s", rate, (time.Duration(float64(total-done)/rate*1e9)).Round(time.Second))
+	}
+	if !p.tty {
+		fmt.Fprintf(p.w, "lmfs fsck: %s\n", text)
+		p.last = now
+		return
+	}
+	const width = 30
+	filled := int(frac * width)
+	fmt.Fprintf(p.w, "\r[%s%s] %s\x1b[K", strings.Repeat("#", filled), strings.Repeat(".", width-filled), text)
+	p.drawn = true
+}
+
+// end finishes the bar's line (nothing when p is nil or drew nothing).
+func (p *fsckProgress) end() {
+	if p != nil && p.drawn {
+		fmt.Fprintln(p.w)
+	}
 }
