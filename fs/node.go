@@ -225,23 +225,18 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(n.fs.store.Dir(), &st); err != nil {
+	// Used is what the store's files take on disk, available what new data may still take
+	// (blockstore/statfs.go): df shows the store's own space, not the host file system's.
+	sp, err := n.fs.store.Space()
+	if err != nil {
 		return n.fs.errno("statfs", err)
 	}
 	c := n.fs.store.Counters()
-	out.Bsize = uint32(st.Bsize)
-	out.Frsize = uint32(st.Bsize)
-	out.Blocks = st.Blocks
-	out.Bfree = st.Bfree
-	out.Bavail = st.Bavail
-	// Below the store's free-space reserve new data gets ENOSPC (blockstore/space.go): df
-	// shows what can still be written.
-	if r := uint64(n.fs.store.SpaceReserve()) / uint64(max(st.Bsize, 1)); out.Bavail > r {
-		out.Bavail -= r
-	} else {
-		out.Bavail = 0
-	}
+	out.Bsize = sp.Bsize
+	out.Frsize = sp.Bsize
+	out.Blocks = sp.Blocks
+	out.Bfree = sp.Bfree
+	out.Bavail = sp.Bavail
 	used := uint64(c.Files + c.Dirs + c.Symlinks + c.Others)
 	out.Files = used + 1<<32
 	out.Ffree = 1 << 32
