@@ -7,7 +7,7 @@
 //	groupio.go      building, storing and reading block-group values (inline or in segments)
 //	truncate.go     Truncate and the bounded purge of groups; allocate.go, punch.go beside it
 //	locks.go        the per-inode (striped) locks every data operation holds
-//	group.go        the group value format; segment.go, the data segments
+//	group.go        the group value format; segref.go, references into data segments
 
 package blockstore
 

@@ -56,7 +56,7 @@ func FuzzParseGroup(f *testing.F) {
 	})
 }
 
-// FuzzParseRef: segment references (segment.go), the value of a group key whose group lives
+// FuzzParseRef: segment references (segref.go), the value of a group key whose group lives
 // in a data segment.
 func FuzzParseRef(f *testing.F) {
 	for _, v := range seedRefs() {

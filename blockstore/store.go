@@ -13,7 +13,8 @@
 //	namespace.go, xattr.go, acl.go       names, attributes, extended attributes, POSIX ACLs
 //	orphan.go                            unlinked-while-open files, cleanup that survives a crash
 //	data.go                              the data path, one file per part (it lists them)
-//	group.go, segment.go, segment_gc.go  block groups, data segments and their GC
+//	group.go, segref.go, segment_gc.go   block groups, references into data segments (package
+//	                                     segment holds the segment files), segment GC
 //	compactor.go, compactprogress.go     the background recode (the codec choice is codec's)
 //	cache.go                             decoded LM blocks kept for reads and partial writes
 //	gc.go, space.go, prealloc.go         value-log GC, the free-space guard, Badger preallocation
@@ -56,7 +57,7 @@ import (
 
 // FormatVersion is the store format this build writes and the newest it reads. Format 1
 // (a Badger key per block) is upgraded in place when opened for writing (upgrade.go). Format
-// 2 (block groups, all in Badger) is read as it is: format 3 adds data segments (segment.go)
+// 2 (block groups, all in Badger) is read as it is: format 3 adds data segments (segref.go)
 // for groups written from now on, so opening a format-2 store for writing only records the
 // new number (older lmfs builds cannot follow segment references).
 const FormatVersion = 3
@@ -212,7 +213,7 @@ func openStore(dir string, opts Options) (*Store, error) {
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // block records are already compressed
 		WithSyncWrites(opts.SyncWrites).
-		// Big block groups go to data segments (segment.go), small ones and format-2 groups
+		// Big block groups go to data segments (segref.go), small ones and format-2 groups
 		// to the value log (written once, append only); the LSM tree holds keys, metadata
 		// and segment references (refSize bytes), so its compactions stay cheap. Space of
 		// deleted and overwritten blocks comes back through GC (gc.go, segment_gc.go).

@@ -316,7 +316,7 @@ func TestRenameExchangeAndNoReplace(t *testing.T) {
 func TestDamagedNewestValueLog(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
-	for i := 0; i < 100; i++ { // small files: their groups are Badger values (segment.go)
+	for i := 0; i < 100; i++ { // small files: their groups are Badger values (segref.go)
 		ino := newFile(t, s, fmt.Sprintf("f%d", i))
 		data := make([]byte, inlineMax-100)
 		rand.New(rand.NewSource(int64(i))).Read(data)
