@@ -46,6 +46,11 @@ type CompactorStats struct {
 	BusySeconds float64 `json:"busy_seconds"`
 	BytesPerSec float64 `json:"raw_bytes_per_second"`
 	LastError   string  `json:"last_error,omitempty"`
+	// The batch being recoded and the rate of the recent ones (compactprogress.go).
+	BatchBlocks        int64   `json:"batch_blocks"`
+	BatchSeconds       float64 `json:"batch_seconds"`
+	RecentBlocksPerSec float64 `json:"recent_blocks_per_second"`
+	RecentBytesPerSec  float64 `json:"recent_raw_bytes_per_second"`
 }
 
 type compactor struct {
@@ -57,6 +62,7 @@ type compactor struct {
 	stats   CompactorStats
 	busyNs  atomic.Int64
 	running atomic.Bool
+	recode  recodeProgress
 }
 
 // StartCompactor starts recoding pending blocks in the background until Close or StopCompactor.
@@ -111,6 +117,7 @@ func (s *Store) Compactor() CompactorStats {
 	if st.BusySeconds > 0 {
 		st.BytesPerSec = float64(st.RawBytes) / st.BusySeconds
 	}
+	c.recode.fill(&st)
 	return st
 }
 
@@ -352,6 +359,7 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 		raw  []byte
 		rec  []byte // new record
 	}
+	start := time.Now()
 	_, olds, err := s.readGroups(marks)
 	if err != nil {
 		return err
@@ -390,6 +398,8 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 	for i, it := range good {
 		blocks[i] = it.raw
 	}
+	track := c.recode.begin(start, blocks)
+	defer track.end()
 	final, err := c.opts.Policy.Best(blocks)
 	if err != nil {
 		return err
@@ -471,6 +481,7 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 		return err
 	}
 	s.counters.add(d)
+	track.ok = true
 	c.mu.Lock()
 	c.stats.Blocks += done
 	c.stats.Skipped += skipped
@@ -478,5 +489,6 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 	c.stats.Saved += saved
 	c.stats.LMBlocks += int64(lmBlocks)
 	c.mu.Unlock()
+	track.end()
 	return nil
 }

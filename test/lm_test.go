@@ -44,7 +44,27 @@ type fullStats struct {
 		Raw    int64 `json:"raw_bytes"`
 		Stored int64 `json:"stored_bytes"`
 	} `json:"codecs"`
-	Extra map[string]any `json:"extra"`
+	Extra     map[string]any `json:"extra"`
+	Compactor *compactorJSON `json:"compactor"`
+}
+
+// compactorJSON is the part of stats' "compactor" object the tests use.
+type compactorJSON struct {
+	Running       bool     `json:"running"`
+	PendingBlocks int64    `json:"pending_blocks"`
+	PendingBytes  int64    `json:"pending_bytes"`
+	DoneBlocks    int64    `json:"done_blocks"`
+	DoneBytes     int64    `json:"done_bytes"`
+	PercentDone   *float64 `json:"percent_done"`
+	RateBytes     *float64 `json:"rate_bytes_per_second"`
+	RateBlocks    *float64 `json:"rate_blocks_per_second"`
+	ETASeconds    *float64 `json:"eta_seconds"`
+	LMBlocks      *int64   `json:"lm_blocks"`
+	FastBlocks    int64    `json:"fast_blocks"`
+	BytesSaved    *int64   `json:"bytes_saved"`
+	Skipped       int64    `json:"skipped_blocks"`
+	BatchBlocks   int64    `json:"batch_blocks"`
+	BatchSeconds  float64  `json:"batch_seconds"`
 }
 
 func fullStatsOf(t testing.TB, arg string) fullStats {
@@ -398,7 +418,7 @@ func TestCompactorRace(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Logf("%d writes, %d reads while racing; compactor: %v", writes.Load(), reads.Load(), st.Extra["compactor"])
+	t.Logf("%d writes, %d reads while racing; compactor: %v", writes.Load(), reads.Load(), st.Compactor)
 	if done == 0 {
 		t.Fatalf("the compactor recoded nothing while racing (pending %d, was %d)", st.Pending, st0.Pending)
 	}
@@ -414,7 +434,7 @@ func TestCompactorRace(t *testing.T) {
 	if st.Pending != 0 {
 		t.Fatalf("%d blocks pending after compact --wait", st.Pending)
 	}
-	t.Logf("after compaction: codecs %+v; %v", st.Codecs, st.Extra["compactor"])
+	t.Logf("after compaction: codecs %+v; %v", st.Codecs, st.Compactor)
 	want := map[string][]byte{}
 	for i, f := range files {
 		want[fmt.Sprintf("f%d", i)] = f.want
@@ -429,12 +449,10 @@ func TestCompactorRace(t *testing.T) {
 // compactorCounts reads blocks recoded and blocks skipped (overwritten while being recoded)
 // from a mount's stats.
 func compactorCounts(st fullStats) (done, skipped int64) {
-	c, _ := st.Extra["compactor"].(string)
-	fmt.Sscanf(c, "%d blocks", &done)
-	if i := strings.LastIndex(c, ", "); i >= 0 {
-		fmt.Sscanf(c[i+2:], "%d skipped", &skipped)
+	if c := st.Compactor; c != nil {
+		return c.DoneBlocks, c.Skipped
 	}
-	return
+	return 0, 0
 }
 
 // TestKill9DuringCompaction kills the mount server with SIGKILL while its compactor recodes
@@ -469,11 +487,11 @@ func TestKill9DuringCompaction(t *testing.T) {
 			break
 		}
 		if st.Pending == 0 || time.Now().After(deadline) {
-			t.Fatalf("never saw the compactor mid-way (pending %d, compactor %v)", st.Pending, st.Extra["compactor"])
+			t.Fatalf("never saw the compactor mid-way (pending %d, compactor %v)", st.Pending, st.Compactor)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("killing the server while compacting: pending %d, %v", st.Pending, st.Extra["compactor"])
+	t.Logf("killing the server while compacting: pending %d, %v", st.Pending, st.Compactor)
 	m.kill9()
 	if err := exec.Command("umount", "-l", m.dir).Run(); err != nil {
 		t.Logf("umount -l: %v", err)

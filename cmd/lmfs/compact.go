@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,7 +18,7 @@ func runCompact(args []string) error {
 	var lf lmFlags
 	lf.register(fl)
 	wait := fl.Bool("wait", false, "with a mounted store: wait until nothing is pending (the mount compacts in the background anyway)")
-	quiet := fl.Bool("quiet", false, "no progress bar")
+	quiet := fl.Bool("quiet", false, "no progress (a bar on a terminal, else a line every 10 s)")
 	pos, err := parseArgs(fl, args, 1, 1)
 	if err != nil {
 		return err
@@ -25,8 +26,12 @@ func runCompact(args []string) error {
 	if _, err := lf.check(); err != nil {
 		return err
 	}
-	if !isTerminal(os.Stderr) {
-		*quiet = true
+	show := showBar
+	switch {
+	case *quiet:
+		show = showNothing
+	case !isTerminal(os.Stderr):
+		show = showLines
 	}
 	store, _, err := resolveStore(pos[0])
 	if err != nil {
@@ -43,11 +48,19 @@ func runCompact(args []string) error {
 			fmt.Printf("%d blocks pending; the mount (pid %d) is compacting them\n", rep.Pending, rep.PID)
 			return nil
 		}
-		err := waitPending(func() (int64, error) {
+		err := waitPending(func() (*compactorReport, error) {
 			var r report
-			err := controlGet(store, "/stats", &r)
-			return r.Pending, err
-		}, *quiet, sig)
+			if err := controlGet(store, "/stats", &r); err != nil {
+				return nil, err
+			}
+			if r.Compactor == nil { // a server of an older lmfs: the counts only
+				return &compactorReport{Running: true, PendingBlocks: r.Pending, PendingBytes: r.PendingRaw}, nil
+			}
+			if !r.Compactor.Running && r.Pending > 0 {
+				return nil, fmt.Errorf("the mount (pid %d) does not compact (mounted with --no-compact): %d blocks stay pending", r.PID, r.Pending)
+			}
+			return r.Compactor, nil
+		}, show, sig)
 		if errors.Is(err, errInterrupted) {
 			return fmt.Errorf("%w: stopped waiting; the mount (pid %d) goes on compacting", errInterrupted, rep.PID)
 		}
@@ -73,12 +86,14 @@ func runCompact(args []string) error {
 	}
 	defer lm.Close()
 	st.StartCompactor(blockstore.CompactOptions{Policy: lm.policy(), Idle: 100 * time.Millisecond})
-	err = waitPending(func() (int64, error) {
-		if c := st.Compactor(); c.LastError != "" {
-			return 0, fmt.Errorf("compactor: %s", c.LastError)
+	err = waitPending(func() (*compactorReport, error) {
+		c := st.Compactor()
+		if c.LastError != "" {
+			return nil, fmt.Errorf("compactor: %s", c.LastError)
 		}
-		return st.Counters().Pending, nil
-	}, *quiet, sig)
+		n := st.Counters()
+		return newCompactorReport(c, n.Pending, n.PendingRaw), nil
+	}, show, sig)
 	if errors.Is(err, errInterrupted) {
 		// The batch being coded is finished or dropped (recoding is all or nothing per
 		// block), then the store is closed as after a finished run; a second signal quits.
@@ -111,37 +126,105 @@ func runCompact(args []string) error {
 // errInterrupted: a command stopped on SIGINT or SIGTERM.
 var errInterrupted = errors.New("interrupted")
 
-// waitPending polls the pending count until it reaches zero, drawing a progress bar; a
+// How waitPending shows progress.
+const (
+	showNothing = iota
+	showBar     // a bar redrawn in place (a terminal)
+	showLines   // a line every progressLineEvery (a log, a pipe)
+)
+
+const progressLineEvery = 10 * time.Second
+
+// waitPending polls the compactor until nothing is pending, showing its progress (show); a
 // signal on stop ends it with errInterrupted.
-func waitPending(pending func() (int64, error), quiet bool, stop <-chan os.Signal) error {
+//
+// The bar is of the blocks pending when the wait began (more, if writes add some): the
+// blocks done since then, the batch being recoded counted by estimate (compactorReport's
+// progress), so it moves every poll, not a batch at a time; the rate is the recent batches'.
+func waitPending(poll func() (*compactorReport, error), show int, stop <-chan os.Signal) error {
 	start := time.Now()
-	var total int64 = -1
+	var base float64 = -1 // done blocks when the wait began
+	var total float64     // what there was to do since then
+	lastLine := time.Time{}
 	for {
-		n, err := pending()
+		c, err := poll()
 		if err != nil {
+			if show == showBar {
+				fmt.Fprintln(os.Stderr)
+			}
 			return err
 		}
-		if total < n {
-			total = n
+		done, left := c.progress()
+		if base < 0 {
+			base = done
 		}
-		if !quiet {
-			progressBar(os.Stderr, "compacting", total-n, total, time.Since(start))
+		total = max(total, done-base+left)
+		if left == 0 && c.PendingBlocks == 0 {
+			done = base + total
 		}
-		if n == 0 {
-			if !quiet {
+		line := compactLine(done-base, total, c, time.Since(start))
+		switch {
+		case show == showBar:
+			progressLine(os.Stderr, done-base, total, line)
+		case show == showLines && (time.Since(lastLine) >= progressLineEvery || c.PendingBlocks == 0):
+			fmt.Fprintln(os.Stderr, "lmfs compact: "+line)
+			lastLine = time.Now()
+		}
+		if c.PendingBlocks == 0 {
+			if show == showBar {
 				fmt.Fprintln(os.Stderr)
 			}
 			return nil
 		}
 		select {
 		case <-stop:
-			if !quiet {
+			if show == showBar {
 				fmt.Fprintln(os.Stderr)
 			}
 			return errInterrupted
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// compactLine is one line of progress: "1234/5000 blocks, 4.2 MiB left, 52.1 KB/s, ETA 3m10s, 40s".
+func compactLine(done, total float64, c *compactorReport, elapsed time.Duration) string {
+	pct := 100.0
+	if total > 0 {
+		pct = 100 * done / total
+	}
+	if total == 0 && c.PendingBlocks == 0 {
+		return "nothing pending"
+	}
+	leftBytes := c.PendingBytes // the batch in flight by estimate, as the blocks
+	if c.PendingBlocks > 0 {
+		_, left := c.progress()
+		leftBytes = int64(float64(c.PendingBytes) * left / float64(c.PendingBlocks))
+	}
+	s := fmt.Sprintf("%3.0f%% %.0f/%.0f blocks, %s left", pct, done, total, human(leftBytes))
+	if c.RateBytes != nil {
+		s += ", " + humanRate(*c.RateBytes)
+	}
+	switch {
+	case c.PendingBlocks == 0:
+	case c.ETASeconds != nil:
+		s += ", ETA " + humanDuration(*c.ETASeconds)
+	default:
+		s += ", ETA after the first batch"
+	}
+	return s + ", " + elapsed.Round(time.Second).String()
+}
+
+// progressLine draws a bar and text on one terminal line (rewritten in place, cleared to its end).
+func progressLine(w *os.File, done, total float64, text string) {
+	const width = 30
+	frac := 1.0
+	if total > 0 {
+		frac = min(1, done/total)
+	}
+	filled := int(frac * width)
+	bar := strings.Repeat("#", filled) + strings.Repeat(".", width-filled)
+	fmt.Fprintf(w, "\r[%s] %s\x1b[K", bar, text)
 }
 
 // progressBar draws one line of progress on w (a terminal: it rewrites the line).

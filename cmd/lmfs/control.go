@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -45,8 +46,15 @@ func serveControl(st *blockstore.Store, extra func() map[string]any, state *serv
 		if extra != nil {
 			rep.Extra = extra()
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(rep)
+		writeJSON(w, rep)
+	})
+	// What a file or directory tree takes (lmfs stats PATH, statspath.go).
+	mux.HandleFunc("/usage", func(w http.ResponseWriter, r *http.Request) {
+		if state.Phase() != phaseServing {
+			http.Error(w, "the store is closing", http.StatusServiceUnavailable)
+			return
+		}
+		serveUsage(st, w, r)
 	})
 	// Profiles of the running mount, for performance work: go tool pprof over the socket.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -81,10 +89,23 @@ func controlGet(store, path string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("mount of %s answered %s: %s", store, resp.Status, b)
+		return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("mount of %s answered %s: %s", store, resp.Status, bytes.TrimSpace(b))}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("mount of %s: bad answer: %w", store, err)
 	}
 	return nil
+}
+
+// statusError is an answer of the mount other than 200 OK.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
 }

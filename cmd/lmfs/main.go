@@ -23,7 +23,7 @@ func commands() []command {
 	return []command{
 		{"mount", "[flags] STORE MOUNTPOINT", "mount a store (created if missing) and serve it in the background", runMount},
 		{"umount", "MOUNTPOINT", "flush, unmount and wait until the store is closed", runUmount},
-		{"stats", "[--json] STORE|MOUNTPOINT", "show files, logical and stored bytes, and space saved", runStats},
+		{"stats", "[--json] STORE|MOUNTPOINT|PATH", "show files, logical and stored bytes, space saved and the compactor's progress; for a PATH in a mount, what it takes per codec", runStats},
 		{"compact", "[--wait] [--model PATH] STORE|MOUNTPOINT", "recode pending blocks with the best codecs (a mount does this in the background)", runCompact},
 		{"fsck", "[--repair] [--json] STORE", "check every block and all metadata of an unmounted store", runFsck},
 		{"bench", "[--json] [--model PATH] DIR...", "code files in 2 KiB blocks with every codec and compare", runBench},

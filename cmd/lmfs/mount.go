@@ -526,13 +526,7 @@ func mountExtra(st *blockstore.Store, l *lmSetup) map[string]any {
 	for k, v := range l.info {
 		out[k] = v
 	}
-	c := st.Compactor()
-	out["compactor"] = fmt.Sprintf("%d blocks coded by the fast pass (S2); %d blocks (%s raw) recoded, %s saved, %d to LM, %.0f KB/s while busy, %d skipped (overwritten)",
-		c.FastBlocks, c.Blocks, human(c.RawBytes), human(c.Saved), c.LMBlocks, c.BytesPerSec/1000, c.Skipped)
-	if c.LastError != "" {
-		out["compactor_error"] = c.LastError
-	}
-	return out
+	return out // the compactor's numbers: report.Compactor
 }
 
 func absIfSet(p string) string {
