@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // repair applies what the passes found that can be fixed without guessing data, and marks
@@ -33,7 +33,7 @@ func (c *fsckRun) repair() error {
 	for len(dels) > 0 {
 		n := min(len(dels), purgeChunk)
 		chunk := dels[:n]
-		if err := s.update(func(txn *badger.Txn) error {
+		if err := s.kvUpdate(func(txn kv.Txn) error {
 			for _, k := range chunk {
 				if err := txn.Delete(k); err != nil {
 					return err
@@ -48,7 +48,7 @@ func (c *fsckRun) repair() error {
 	for len(sets) > 0 {
 		n := min(len(sets), 256)
 		chunk := sets[:n]
-		if err := s.update(func(txn *badger.Txn) error {
+		if err := s.kvUpdate(func(txn kv.Txn) error {
 			for _, e := range chunk {
 				if err := txn.Set(e.k, e.v); err != nil {
 					return err
@@ -69,12 +69,12 @@ func (c *fsckRun) repair() error {
 			}
 		}
 		for _, ino := range lost {
-			err := s.update(func(txn *badger.Txn) error {
-				p, err := getInode(txn, lf.Ino)
+			err := s.kvUpdate(func(txn kv.Txn) error {
+				p, err := loadInode(txn, lf.Ino)
 				if err != nil {
 					return err
 				}
-				child, err := getInode(txn, ino)
+				child, err := loadInode(txn, ino)
 				if err != nil {
 					return err
 				}
@@ -90,10 +90,10 @@ func (c *fsckRun) repair() error {
 				if err := txn.Delete(orphanKey(ino)); err != nil {
 					return err
 				}
-				if err := putInode(txn, &p); err != nil {
+				if err := saveInode(txn, &p); err != nil {
 					return err
 				}
-				return putInode(txn, &child)
+				return saveInode(txn, &child)
 			})
 			if err != nil {
 				return err
@@ -107,13 +107,13 @@ func (c *fsckRun) repair() error {
 		if fi.n.IsDir() || ino == RootIno {
 			want = 2 + fi.subdirs
 		}
-		if err := s.update(func(txn *badger.Txn) error {
-			n, err := getInode(txn, ino)
+		if err := s.kvUpdate(func(txn kv.Txn) error {
+			n, err := loadInode(txn, ino)
 			if err != nil {
 				return err
 			}
 			n.Nlink = want
-			return putInode(txn, &n)
+			return saveInode(txn, &n)
 		}); err != nil {
 			return err
 		}

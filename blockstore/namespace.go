@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // Errors are syscall.Errno values (possibly wrapped) so the file system can hand them to the
@@ -20,42 +20,38 @@ const (
 	RenameExchange  = 2
 )
 
-func getInode(txn *badger.Txn, ino uint64) (Inode, error) {
-	item, err := txn.Get(inodeKey(ino))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return Inode{}, syscall.ENOENT
-	}
-	if err != nil {
-		return Inode{}, err
-	}
+// loadInode reads inode ino (ENOENT if there is none).
+func loadInode(txn kv.Txn, ino uint64) (Inode, error) {
 	var n Inode
-	err = item.Value(func(v []byte) error {
+	err := txn.View(inodeKey(ino), func(v []byte) error {
+		var err error
 		n, err = unmarshalInode(ino, v)
 		return err
 	})
+	if errors.Is(err, kv.ErrNotFound) {
+		return Inode{}, syscall.ENOENT
+	}
 	return n, err
 }
 
-func putInode(txn *badger.Txn, n *Inode) error { return txn.Set(inodeKey(n.Ino), n.marshal()) }
+// saveInode stores n.
+func saveInode(txn kv.Txn, n *Inode) error { return txn.Set(inodeKey(n.Ino), n.marshal()) }
 
-func getDirent(txn *badger.Txn, parent uint64, name string) (dirent, error) {
-	item, err := txn.Get(direntKey(parent, name))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return dirent{}, syscall.ENOENT
-	}
-	if err != nil {
-		return dirent{}, err
-	}
+func getDirent(txn kv.Txn, parent uint64, name string) (dirent, error) {
 	var d dirent
-	err = item.Value(func(v []byte) error {
+	err := txn.View(direntKey(parent, name), func(v []byte) error {
+		var err error
 		d, err = unmarshalDirent(v)
 		return err
 	})
+	if errors.Is(err, kv.ErrNotFound) {
+		return dirent{}, syscall.ENOENT
+	}
 	return d, err
 }
 
 // addEntry links child under parent as name. The caller stores parent afterwards.
-func addEntry(txn *badger.Txn, parent *Inode, name string, child *Inode, now int64) error {
+func addEntry(txn kv.Txn, parent *Inode, name string, child *Inode, now int64) error {
 	d := dirent{Ino: child.Ino, Mode: child.Mode & syscall.S_IFMT, Cookie: parent.NextCookie}
 	parent.NextCookie++
 	if err := txn.Set(direntKey(parent.Ino, name), d.marshal()); err != nil {
@@ -79,7 +75,7 @@ func orderValue(d dirent, name string) []byte {
 }
 
 // removeEntry unlinks name from parent. The caller stores parent afterwards.
-func removeEntry(txn *badger.Txn, parent *Inode, name string, d dirent, now int64) error {
+func removeEntry(txn kv.Txn, parent *Inode, name string, d dirent, now int64) error {
 	if err := txn.Delete(direntKey(parent.Ino, name)); err != nil {
 		return err
 	}
@@ -112,9 +108,9 @@ func checkName(name string) error {
 func (s *Store) GetInode(ino uint64) (Inode, error) {
 	var n Inode
 	get := func() error {
-		return s.db.View(func(txn *badger.Txn) error {
+		return s.kvView(func(txn kv.Txn) error {
 			var err error
-			n, err = getInode(txn, ino)
+			n, err = loadInode(txn, ino)
 			return err
 		})
 	}
@@ -135,7 +131,7 @@ func (s *Store) Lookup(parent uint64, name string) (Inode, error) {
 		return Inode{}, syscall.ENAMETOOLONG
 	}
 	var d dirent
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.kvView(func(txn kv.Txn) error {
 		var err error
 		d, err = getDirent(txn, parent, name)
 		return err
@@ -175,8 +171,8 @@ func (s *Store) Create(parent uint64, name string, nn NewNode) (Inode, error) {
 	}
 	ino := s.allocIno()
 	var child Inode
-	err := s.update(func(txn *badger.Txn) error {
-		p, err := getInode(txn, parent)
+	err := s.kvUpdate(func(txn kv.Txn) error {
+		p, err := loadInode(txn, parent)
 		if err != nil {
 			return err
 		}
@@ -208,10 +204,10 @@ func (s *Store) Create(parent uint64, name string, nn NewNode) (Inode, error) {
 		if err := addEntry(txn, &p, name, &child, now); err != nil {
 			return err
 		}
-		if err := putInode(txn, &p); err != nil {
+		if err := saveInode(txn, &p); err != nil {
 			return err
 		}
-		return putInode(txn, &child)
+		return saveInode(txn, &child)
 	})
 	if err != nil {
 		return Inode{}, err
@@ -232,9 +228,9 @@ func (s *Store) Link(ino, newParent uint64, newName string) (Inode, error) {
 	}
 	s.settle(ino) // the attributes returned include every write that returned
 	var child Inode
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.kvUpdate(func(txn kv.Txn) error {
 		var err error
-		child, err = getInode(txn, ino)
+		child, err = loadInode(txn, ino)
 		if err != nil {
 			return err
 		}
@@ -244,7 +240,7 @@ func (s *Store) Link(ino, newParent uint64, newName string) (Inode, error) {
 		if child.Nlink == 0 {
 			return syscall.ENOENT
 		}
-		p, err := getInode(txn, newParent)
+		p, err := loadInode(txn, newParent)
 		if err != nil {
 			return err
 		}
@@ -262,17 +258,17 @@ func (s *Store) Link(ino, newParent uint64, newName string) (Inode, error) {
 		if err := addEntry(txn, &p, newName, &child, now); err != nil {
 			return err
 		}
-		if err := putInode(txn, &p); err != nil {
+		if err := saveInode(txn, &p); err != nil {
 			return err
 		}
-		return putInode(txn, &child)
+		return saveInode(txn, &child)
 	})
 	return child, err
 }
 
 // dropLink decrements child's link count after one of its entries went away; an inode with
 // no links left becomes an orphan whose data is purged once no handle has it open.
-func (s *Store) dropLink(txn *badger.Txn, child *Inode, now int64) error {
+func (s *Store) dropLink(txn kv.Txn, child *Inode, now int64) error {
 	if child.IsDir() {
 		child.Nlink = 0
 	} else if child.Nlink > 0 {
@@ -284,7 +280,7 @@ func (s *Store) dropLink(txn *badger.Txn, child *Inode, now int64) error {
 			return err
 		}
 	}
-	return putInode(txn, child)
+	return saveInode(txn, child)
 }
 
 // Unlink removes the non-directory entry name from parent.
@@ -299,8 +295,8 @@ func (s *Store) Rmdir(parent uint64, name string) error {
 
 func (s *Store) remove(parent uint64, name string, dir bool) error {
 	var child Inode
-	err := s.update(func(txn *badger.Txn) error {
-		p, err := getInode(txn, parent)
+	err := s.kvUpdate(func(txn kv.Txn) error {
+		p, err := loadInode(txn, parent)
 		if err != nil {
 			return err
 		}
@@ -308,7 +304,7 @@ func (s *Store) remove(parent uint64, name string, dir bool) error {
 		if err != nil {
 			return err
 		}
-		child, err = getInode(txn, d.Ino)
+		child, err = loadInode(txn, d.Ino)
 		if err != nil {
 			return err
 		}
@@ -329,7 +325,7 @@ func (s *Store) remove(parent uint64, name string, dir bool) error {
 		if err := removeEntry(txn, &p, name, d, now); err != nil {
 			return err
 		}
-		if err := putInode(txn, &p); err != nil {
+		if err := saveInode(txn, &p); err != nil {
 			return err
 		}
 		return s.dropLink(txn, &child, now)
@@ -341,15 +337,13 @@ func (s *Store) remove(parent uint64, name string, dir bool) error {
 	return nil
 }
 
-func dirEmpty(txn *badger.Txn, ino uint64) (bool, error) {
-	o := badger.DefaultIteratorOptions
-	o.PrefetchValues = false
-	prefix := inoPrefix(tagDirent, ino)
-	o.Prefix = prefix
-	it := txn.NewIterator(o)
-	defer it.Close()
-	it.Seek(prefix)
-	return !it.ValidForPrefix(prefix), nil
+func dirEmpty(txn kv.Txn, ino uint64) (bool, error) {
+	empty := true
+	err := txn.ScanKeys(inoPrefix(tagDirent, ino), nil, func([]byte) (bool, error) {
+		empty = false
+		return false, nil
+	})
+	return empty, err
 }
 
 // Rename moves oldName in oldParent to newName in newParent (flags: RenameNoReplace,
@@ -362,10 +356,10 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 		return syscall.EINVAL
 	}
 	var replaced uint64
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.kvUpdate(func(txn kv.Txn) error {
 		replaced = 0
 		now := time.Now().UnixNano()
-		opv, err := getInode(txn, oldParent)
+		opv, err := loadInode(txn, oldParent)
 		if err != nil {
 			return err
 		}
@@ -374,7 +368,7 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 		}
 		op, np := &opv, &opv // one copy when both parents are the same directory
 		if newParent != oldParent {
-			npv, err := getInode(txn, newParent)
+			npv, err := loadInode(txn, newParent)
 			if err != nil {
 				return err
 			}
@@ -387,7 +381,7 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 		if err != nil {
 			return err
 		}
-		srcNode, err := getInode(txn, src.Ino)
+		srcNode, err := loadInode(txn, src.Ino)
 		if err != nil {
 			return err
 		}
@@ -397,7 +391,7 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 				if a == srcNode.Ino {
 					return syscall.EINVAL
 				}
-				an, err := getInode(txn, a)
+				an, err := loadInode(txn, a)
 				if err != nil {
 					return err
 				}
@@ -425,7 +419,7 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 			if flags&RenameNoReplace != 0 {
 				return syscall.EEXIST
 			}
-			dstNode, err := getInode(txn, dst.Ino)
+			dstNode, err := loadInode(txn, dst.Ino)
 			if err != nil {
 				return err
 			}
@@ -459,15 +453,15 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 		if err := addEntry(txn, np, newName, &srcNode, now); err != nil {
 			return err
 		}
-		if err := putInode(txn, op); err != nil {
+		if err := saveInode(txn, op); err != nil {
 			return err
 		}
 		if np != op {
-			if err := putInode(txn, np); err != nil {
+			if err := saveInode(txn, np); err != nil {
 				return err
 			}
 		}
-		return putInode(txn, &srcNode)
+		return saveInode(txn, &srcNode)
 	})
 	if err == nil && replaced != 0 {
 		s.maybePurge(replaced)
@@ -477,8 +471,8 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 
 // exchange swaps two entries (RENAME_EXCHANGE): each name keeps its readdir slot and points to
 // the other inode.
-func (s *Store) exchange(txn *badger.Txn, op, np *Inode, oldName, newName string, src, dst dirent, srcNode *Inode, now int64) error {
-	dstNode, err := getInode(txn, dst.Ino)
+func (s *Store) exchange(txn kv.Txn, op, np *Inode, oldName, newName string, src, dst dirent, srcNode *Inode, now int64) error {
+	dstNode, err := loadInode(txn, dst.Ino)
 	if err != nil {
 		return err
 	}
@@ -516,18 +510,18 @@ func (s *Store) exchange(txn *badger.Txn, op, np *Inode, oldName, newName string
 	op.Mtime, op.Ctime = now, now
 	np.Mtime, np.Ctime = now, now
 	srcNode.Ctime, dstNode.Ctime = now, now
-	if err := putInode(txn, op); err != nil {
+	if err := saveInode(txn, op); err != nil {
 		return err
 	}
 	if op.Ino != np.Ino {
-		if err := putInode(txn, np); err != nil {
+		if err := saveInode(txn, np); err != nil {
 			return err
 		}
 	}
-	if err := putInode(txn, srcNode); err != nil {
+	if err := saveInode(txn, srcNode); err != nil {
 		return err
 	}
-	return putInode(txn, &dstNode)
+	return saveInode(txn, &dstNode)
 }
 
 // DirEntry is one entry of a directory listing. Cookie is a stable offset: listing again from
@@ -542,31 +536,23 @@ type DirEntry struct {
 // ReadDir returns up to max entries of directory ino with cookies greater than after.
 func (s *Store) ReadDir(ino uint64, after uint64, max int) ([]DirEntry, error) {
 	var out []DirEntry
-	err := s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		prefix := inoPrefix(tagDirOrder, ino)
-		o.Prefix = prefix
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Seek(dirOrderKey(ino, after+1)); it.ValidForPrefix(prefix) && len(out) < max; it.Next() {
-			if len(it.Item().Key()) != 17 {
-				continue // not a readdir slot (damage; fsck names it)
-			}
-			_, cookie := decodeU64U64(it.Item().Key())
-			err := it.Item().Value(func(v []byte) error {
-				e, err := parseSlot(v)
-				if err != nil {
-					return syscall.EIO
-				}
-				e.Cookie = cookie
-				out = append(out, e)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
+	err := s.kvView(func(txn kv.Txn) error {
+		if max <= 0 {
+			return nil
 		}
-		return nil
+		return txn.Scan(inoPrefix(tagDirOrder, ino), dirOrderKey(ino, after+1), func(k, v []byte) (bool, error) {
+			if len(k) != 17 {
+				return true, nil // not a readdir slot (damage; fsck names it)
+			}
+			_, cookie := decodeU64U64(k)
+			e, err := parseSlot(v)
+			if err != nil {
+				return false, syscall.EIO
+			}
+			e.Cookie = cookie
+			out = append(out, e)
+			return len(out) < max, nil
+		})
 	})
 	return out, err
 }
@@ -582,9 +568,9 @@ type AttrChange struct {
 func (s *Store) SetAttr(ino uint64, c AttrChange) (Inode, error) {
 	s.settle(ino) // a queued write must not land after (and undo) an explicit mtime
 	var n Inode
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.kvUpdate(func(txn kv.Txn) error {
 		var err error
-		if n, err = getInode(txn, ino); err != nil {
+		if n, err = loadInode(txn, ino); err != nil {
 			return err
 		}
 		if c.Mode != nil {
@@ -606,7 +592,7 @@ func (s *Store) SetAttr(ino uint64, c AttrChange) (Inode, error) {
 			n.Mtime = *c.Mtime
 		}
 		n.Ctime = time.Now().UnixNano()
-		return putInode(txn, &n)
+		return saveInode(txn, &n)
 	})
 	return n, err
 }

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // Xattr flags (XattrCreate and XattrReplace as setxattr(2)).
@@ -61,18 +61,13 @@ func (x *secXattrs) forget(ino uint64) {
 
 // loadSecXattrs finds the inodes with security.* attributes (keys only: cheap at open).
 func (s *Store) loadSecXattrs() error {
-	return s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.PrefetchValues = false
-		o.Prefix = []byte{tagXattr}
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Seek(o.Prefix); it.ValidForPrefix(o.Prefix); it.Next() {
-			if k := it.Item().Key(); len(k) > 9 && strings.HasPrefix(string(k[9:]), securityPrefix) {
+	return s.kvView(func(txn kv.Txn) error {
+		return txn.ScanKeys([]byte{tagXattr}, nil, func(k []byte) (bool, error) {
+			if len(k) > 9 && strings.HasPrefix(string(k[9:]), securityPrefix) {
 				s.secX.add(binary.BigEndian.Uint64(k[1:9]), 1)
 			}
-		}
-		return nil
+			return true, nil
+		})
 	})
 }
 
@@ -82,18 +77,15 @@ func (s *Store) GetXattr(ino uint64, name string) ([]byte, error) {
 		return nil, syscall.ENODATA
 	}
 	var v []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		if _, err := getInode(txn, ino); err != nil {
+	err := s.kvView(func(txn kv.Txn) error {
+		if _, err := loadInode(txn, ino); err != nil {
 			return err
 		}
-		item, err := txn.Get(xattrKey(ino, name))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		var err error
+		v, err = txn.Get(xattrKey(ino, name))
+		if errors.Is(err, kv.ErrNotFound) {
 			return syscall.ENODATA
 		}
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
 		return err
 	})
 	return v, err
@@ -124,8 +116,8 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 		return err
 	}
 	exists := false
-	err := s.update(func(txn *badger.Txn) error {
-		n, err := getInode(txn, ino)
+	err := s.kvUpdate(func(txn kv.Txn) error {
+		n, err := loadInode(txn, ino)
 		if err != nil {
 			return err
 		}
@@ -144,9 +136,7 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 				n.Mode &^= syscall.S_ISGID
 			}
 		}
-		_, err = txn.Get(xattrKey(ino, name))
-		exists = err == nil
-		if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		if exists, err = txn.Has(xattrKey(ino, name)); err != nil {
 			return err
 		}
 		if flags&XattrCreate != 0 && exists {
@@ -156,7 +146,7 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 			return syscall.ENODATA
 		}
 		n.Ctime = time.Now().UnixNano()
-		if err := putInode(txn, &n); err != nil {
+		if err := saveInode(txn, &n); err != nil {
 			return err
 		}
 		if !store {
@@ -173,60 +163,51 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 
 // getACL reads ACL attribute name of ino (nil if it has none). A stored ACL that does not
 // parse is corruption: the error says which inode.
-func getACL(txn *badger.Txn, ino uint64, name string) (acl, error) {
-	item, err := txn.Get(xattrKey(ino, name))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
+func getACL(txn kv.Txn, ino uint64, name string) (acl, error) {
 	var a acl
-	err = item.Value(func(v []byte) error {
+	err := txn.View(xattrKey(ino, name), func(v []byte) error {
 		var perr error
 		if a, perr = parseACL(v); perr != nil {
 			return fmt.Errorf("inode %d: stored %s: %v", ino, name, perr) // not EINVAL: corruption
 		}
 		return nil
 	})
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, nil
+	}
 	return a, err
 }
 
 // ListXattr returns the attribute names of ino.
 func (s *Store) ListXattr(ino uint64) ([]string, error) {
 	var names []string
-	err := s.db.View(func(txn *badger.Txn) error {
-		if _, err := getInode(txn, ino); err != nil {
+	err := s.kvView(func(txn kv.Txn) error {
+		if _, err := loadInode(txn, ino); err != nil {
 			return err
 		}
-		o := badger.DefaultIteratorOptions
-		o.PrefetchValues = false
 		prefix := inoPrefix(tagXattr, ino)
-		o.Prefix = prefix
-		it := txn.NewIterator(o)
-		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			names = append(names, string(it.Item().Key()[len(prefix):]))
-		}
-		return nil
+		return txn.ScanKeys(prefix, nil, func(k []byte) (bool, error) {
+			names = append(names, string(k[len(prefix):]))
+			return true, nil
+		})
 	})
 	return names, err
 }
 
 // RemoveXattr deletes attribute name of ino (ENODATA if absent).
 func (s *Store) RemoveXattr(ino uint64, name string) error {
-	err := s.update(func(txn *badger.Txn) error {
-		n, err := getInode(txn, ino)
+	err := s.kvUpdate(func(txn kv.Txn) error {
+		n, err := loadInode(txn, ino)
 		if err != nil {
 			return err
 		}
-		if _, err := txn.Get(xattrKey(ino, name)); errors.Is(err, badger.ErrKeyNotFound) {
-			return syscall.ENODATA
-		} else if err != nil {
+		if ok, err := txn.Has(xattrKey(ino, name)); err != nil {
 			return err
+		} else if !ok {
+			return syscall.ENODATA
 		}
 		n.Ctime = time.Now().UnixNano()
-		if err := putInode(txn, &n); err != nil {
+		if err := saveInode(txn, &n); err != nil {
 			return err
 		}
 		return txn.Delete(xattrKey(ino, name))
@@ -239,7 +220,7 @@ func (s *Store) RemoveXattr(ino uint64, name string) error {
 
 // chmodACL brings the access ACL of n, if it has one, in line with its new mode (mask:: or
 // group:: takes the group bits), in the transaction that stores the mode.
-func chmodACL(txn *badger.Txn, n *Inode) error {
+func chmodACL(txn kv.Txn, n *Inode) error {
 	if n.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 		return nil
 	}
@@ -255,7 +236,7 @@ func chmodACL(txn *badger.Txn, n *Inode) error {
 // ACL come from it and the requested mode, and a directory inherits the default ACL itself;
 // elsewhere the caller's umask clears mode bits. Symlinks take neither (their mode is 0777).
 // It runs in the creating transaction, before child is stored.
-func inheritACL(txn *badger.Txn, parent uint64, child *Inode, umask uint32) error {
+func inheritACL(txn kv.Txn, parent uint64, child *Inode, umask uint32) error {
 	if child.Mode&syscall.S_IFMT == syscall.S_IFLNK {
 		return nil
 	}
