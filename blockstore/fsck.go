@@ -146,11 +146,11 @@ type fsckRun struct {
 	r      *FsckReport
 	inodes map[uint64]*fsckInode // every inode record that decodes (pass 1)
 
-	dels     [][]byte // keys repair deletes
-	sets     []kv     // keys repair rewrites
-	lost     []uint64 // unreachable inodes repair links into /lost+found
-	nlinkFix []uint64 // inodes whose link count repair sets
-	computed Delta    // the counters as the stored records make them (passes 4 and 5)
+	dels     [][]byte   // keys repair deletes
+	sets     []keyValue // keys repair rewrites
+	lost     []uint64   // unreachable inodes repair links into /lost+found
+	nlinkFix []uint64   // inodes whose link count repair sets
+	computed Delta      // the counters as the stored records make them (passes 4 and 5)
 
 	// The block pass's state: the models the store holds, records waiting to be decoded in
 	// one batch, and progress.
@@ -244,8 +244,8 @@ func (c *fsckRun) pathOf(ino uint64) string {
 	return "/" + path.Join(parts...)
 }
 
-// kv is a key and the value repair writes to it.
-type kv struct{ k, v []byte }
+// keyValue is a key and the value repair writes to it.
+type keyValue struct{ k, v []byte }
 
 func (s *Store) hasKey(k []byte) bool {
 	found := false

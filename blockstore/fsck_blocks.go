@@ -145,7 +145,7 @@ func (c *fsckRun) checkGroup(k, v []byte) {
 	}
 	if grp.pending() && !s.hasKey(pendingKey(ino, g)) {
 		c.add(Finding{Kind: FindingPendingMark, Ino: ino, Block: int64(g * GroupBlocks), Detail: "pending blocks without their group's marker"})
-		c.sets = append(c.sets, kv{pendingKey(ino, g), nil})
+		c.sets = append(c.sets, keyValue{pendingKey(ino, g), nil})
 	}
 	if pastEOF {
 		// Repair keeps the group without the blocks past the end.
@@ -153,7 +153,7 @@ func (c *fsckRun) checkGroup(k, v []byte) {
 		if grp.empty() {
 			c.dels = append(c.dels, k, pendingKey(ino, g), freshKey(ino, g))
 		} else {
-			c.sets = append(c.sets, kv{k, kept})
+			c.sets = append(c.sets, keyValue{k, kept})
 		}
 		c.computed.addGroup(kept, 1)
 	} else {
