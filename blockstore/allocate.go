@@ -4,7 +4,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // Allocate grows file ino to at least size bytes (fallocate(2) without KEEP_SIZE). The new
@@ -19,9 +19,9 @@ func (s *Store) Allocate(ino, size uint64) (Inode, error) {
 	now := time.Now().UnixNano()
 	var n Inode
 	var d Delta
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.kvUpdate(func(txn kv.Txn) error {
 		d = Delta{}
-		cur, err := getInode(txn, ino)
+		cur, err := loadInode(txn, ino)
 		if err != nil {
 			return err
 		}
@@ -36,7 +36,7 @@ func (s *Store) Allocate(ino, size uint64) (Inode, error) {
 		cur.Size = size
 		cur.Mtime, cur.Ctime = now, now
 		n = cur
-		return putInode(txn, &cur)
+		return saveInode(txn, &cur)
 	})
 	if err != nil {
 		return n, err

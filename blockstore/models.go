@@ -3,7 +3,7 @@ package blockstore
 import (
 	"errors"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 
 	"lmfs/model/modelid"
 )
@@ -15,15 +15,13 @@ import (
 // copy is replaced).
 func (s *Store) PutModel(data []byte) error {
 	id := modelid.Of(data)
-	return s.update(func(txn *badger.Txn) error {
-		item, err := txn.Get(modelKey(id))
-		if err == nil {
-			intact := false
-			item.Value(func(v []byte) error { intact = modelid.Of(v) == id; return nil })
-			if intact {
-				return nil
-			}
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+	return s.kvUpdate(func(txn kv.Txn) error {
+		intact := false
+		err := txn.View(modelKey(id), func(v []byte) error { intact = modelid.Of(v) == id; return nil })
+		if intact {
+			return nil
+		}
+		if err != nil && !errors.Is(err, kv.ErrNotFound) {
 			return err
 		}
 		return txn.Set(modelKey(id), data)
@@ -34,13 +32,21 @@ func (s *Store) PutModel(data []byte) error {
 // longer match their id (damaged on disk): blocks of those models cannot decode until an
 // intact copy is put back (PutModel of the same file).
 func (s *Store) Models() (models [][]byte, damaged [][32]byte, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagModel}, PrefetchValues: false})
-		defer it.Close()
-		for it.Seek([]byte{tagModel}); it.ValidForPrefix([]byte{tagModel}); it.Next() {
+	err = s.kvView(func(txn kv.Txn) error {
+		// Keys first, then each value on its own: a value that cannot be read marks its model
+		// damaged instead of ending the listing.
+		var ids [][32]byte
+		err := txn.ScanKeys([]byte{tagModel}, nil, func(k []byte) (bool, error) {
 			var id [32]byte
-			copy(id[:], it.Item().Key()[1:])
-			v, err := it.Item().ValueCopy(nil)
+			copy(id[:], k[1:])
+			ids = append(ids, id)
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			v, err := txn.Get(append([]byte{tagModel}, id[:]...))
 			if err != nil || modelid.Of(v) != modelid.ID(id) {
 				damaged = append(damaged, id)
 				continue

@@ -1,10 +1,10 @@
 package blockstore
 
 import (
+	"bytes"
 	"encoding/binary"
-	"errors"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // Open files: the file system tells the store when a handle opens and closes, so an inode
@@ -63,12 +63,9 @@ func (s *Store) purgeOrphan(ino uint64) error {
 		return nil
 	}
 	isOrphan := false
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(orphanKey(ino))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		isOrphan = err == nil
+	err := s.kvView(func(txn kv.Txn) error {
+		var err error
+		isOrphan, err = txn.Has(orphanKey(ino))
 		return err
 	})
 	if err != nil || !isOrphan {
@@ -79,9 +76,9 @@ func (s *Store) purgeOrphan(ino uint64) error {
 	}
 	s.cache.dropFrom(ino, 0)
 	var d Delta
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.kvUpdate(func(txn kv.Txn) error {
 		d = Delta{}
-		n, err := getInode(txn, ino)
+		n, err := loadInode(txn, ino)
 		if err == nil {
 			if n.Nlink != 0 {
 				return txn.Delete(orphanKey(ino)) // relinked meanwhile: keep it
@@ -109,16 +106,15 @@ func (s *Store) purgeOrphan(ino uint64) error {
 	return err
 }
 
-func deletePrefix(txn *badger.Txn, prefix []byte) error {
-	o := badger.DefaultIteratorOptions
-	o.PrefetchValues = false
-	o.Prefix = prefix
-	it := txn.NewIterator(o)
+func deletePrefix(txn kv.Txn, prefix []byte) error {
 	var keys [][]byte
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		keys = append(keys, it.Item().KeyCopy(nil))
+	err := txn.ScanKeys(prefix, nil, func(k []byte) (bool, error) {
+		keys = append(keys, bytes.Clone(k))
+		return true, nil
+	})
+	if err != nil {
+		return err
 	}
-	it.Close()
 	for _, k := range keys {
 		if err := txn.Delete(k); err != nil {
 			return err
@@ -131,15 +127,13 @@ func deletePrefix(txn *badger.Txn, prefix []byte) error {
 // handle was open, and truncations whose block deletion had not finished.
 func (s *Store) removeOrphans() error {
 	var orphans []uint64
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Seek([]byte{tagOrphan}); it.ValidForPrefix([]byte{tagOrphan}); it.Next() {
-			if k := it.Item().Key(); len(k) == 9 {
+	err := s.kvView(func(txn kv.Txn) error {
+		return txn.ScanKeys([]byte{tagOrphan}, nil, func(k []byte) (bool, error) {
+			if len(k) == 9 {
 				orphans = append(orphans, binary.BigEndian.Uint64(k[1:]))
 			}
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		return err
@@ -152,7 +146,7 @@ func (s *Store) removeOrphans() error {
 		if err := s.purgeGroups(ino, from); err != nil {
 			return err
 		}
-		if err := s.update(func(txn *badger.Txn) error { return txn.Delete(trimKey(ino)) }); err != nil {
+		if err := s.kvUpdate(func(txn kv.Txn) error { return txn.Delete(trimKey(ino)) }); err != nil {
 			return err
 		}
 	}
@@ -171,20 +165,13 @@ func (s *Store) removeOrphans() error {
 // its 't' key (a group; a block in format 1).
 func (s *Store) trimMarks() (map[uint64]uint64, error) {
 	trims := map[uint64]uint64{}
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Seek([]byte{tagTrim}); it.ValidForPrefix([]byte{tagTrim}); it.Next() {
-			k := it.Item().Key()
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
+	err := s.kvView(func(txn kv.Txn) error {
+		return txn.Scan([]byte{tagTrim}, nil, func(k, v []byte) (bool, error) {
 			if len(k) == 9 && len(v) == 8 {
 				trims[binary.BigEndian.Uint64(k[1:])] = binary.BigEndian.Uint64(v)
 			}
-		}
-		return nil
+			return true, nil
+		})
 	})
 	return trims, err
 }

@@ -1,10 +1,11 @@
 package blockstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 
 	"lmfs/codec"
 )
@@ -40,7 +41,7 @@ func (s *Store) upgradeV1() error {
 		}
 	}
 	// Leftovers: pending marks of blocks that are gone, finished truncations; then the format.
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.kvUpdate(func(txn kv.Txn) error {
 		for _, tag := range []byte{tagPendingV1, tagTrim} {
 			if err := deletePrefix(txn, []byte{tag}); err != nil {
 				return err
@@ -59,7 +60,7 @@ func (s *Store) upgradeV1() error {
 func (s *Store) recordFormat() error {
 	s.format.Version = FormatVersion
 	fb, _ := json.Marshal(s.format)
-	if err := s.update(func(txn *badger.Txn) error { return txn.Set([]byte{tagFormat}, fb) }); err != nil {
+	if err := s.kvUpdate(func(txn kv.Txn) error { return txn.Set([]byte{tagFormat}, fb) }); err != nil {
 		return fmt.Errorf("record store format: %w", err)
 	}
 	if err := s.db.Sync(); err != nil {
@@ -74,31 +75,26 @@ func (s *Store) upgradeSome(trims map[uint64]uint64) (bool, error) {
 	var order []gkey
 	groups := map[gkey]*group{}
 	var olds [][]byte // the format-1 keys converted
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
+	err := s.kvView(func(txn kv.Txn) error {
 		var last gkey
-		for it.Seek([]byte{tagBlockV1}); it.ValidForPrefix([]byte{tagBlockV1}); it.Next() {
-			k := it.Item().KeyCopy(nil)
+		return txn.Scan([]byte{tagBlockV1}, nil, func(k, v []byte) (bool, error) {
+			k = bytes.Clone(k)
 			if len(k) != 17 {
 				olds = append(olds, k) // malformed: nothing to keep
-				continue
+				return true, nil
 			}
 			ino, blk := decodeU64U64(k)
 			g, slot := groupOf(blk)
 			key := gkey{ino, g}
 			if len(olds) >= upgradeBatch && key != last {
-				break // whole groups only
+				return false, nil // whole groups only
 			}
 			last = key
 			olds = append(olds, k, keyU64U64(tagPendingV1, ino, blk))
 			if from, ok := trims[ino]; ok && blk >= from {
-				continue // a truncation had cut it off
+				return true, nil // a truncation had cut it off
 			}
-			rec, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
+			rec := append([]byte(nil), v...)
 			grp := groups[key]
 			if grp == nil {
 				grp = &group{}
@@ -106,13 +102,13 @@ func (s *Store) upgradeSome(trims map[uint64]uint64) (bool, error) {
 				order = append(order, key)
 			}
 			grp[slot] = rec
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil || len(olds) == 0 {
 		return len(olds) == 0, err
 	}
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.kvUpdate(func(txn kv.Txn) error {
 		for _, k := range olds {
 			if err := txn.Delete(k); err != nil {
 				return err
