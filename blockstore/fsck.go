@@ -16,7 +16,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // FindingKind names what kind of problem a Finding is; lmfs fsck prints it and its JSON
@@ -183,17 +183,14 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 	}
 	c := &fsckRun{s: s, o: o, r: &FsckReport{Full: o.Full}, inodes: map[uint64]*fsckInode{}}
 	// Passes 1 and 2 read one snapshot.
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		if err := c.passInodes(it); err != nil {
+	err := s.kvView(func(txn kv.Txn) error {
+		if err := c.passInodes(txn); err != nil {
 			return err
 		}
-		if err := c.passEntries(txn, it); err != nil {
+		if err := c.passEntries(txn); err != nil {
 			return err
 		}
-		c.passInodeKeys(it)
-		return nil
+		return c.passInodeKeys(txn)
 	})
 	if err != nil {
 		return c.r, err
@@ -249,9 +246,8 @@ type keyValue struct{ k, v []byte }
 
 func (s *Store) hasKey(k []byte) bool {
 	found := false
-	s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(k)
-		found = err == nil
+	s.kvView(func(txn kv.Txn) error {
+		found, _ = txn.Has(k)
 		return nil
 	})
 	return found

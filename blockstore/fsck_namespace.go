@@ -5,33 +5,33 @@
 package blockstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // passInodes (pass 1) reads every inode record. A store without a root directory cannot be
 // checked further.
-func (c *fsckRun) passInodes(it *badger.Iterator) error {
-	for it.Seek([]byte{tagInode}); it.ValidForPrefix([]byte{tagInode}); it.Next() {
-		k := it.Item().KeyCopy(nil)
+func (c *fsckRun) passInodes(txn kv.Txn) error {
+	err := txn.Scan([]byte{tagInode}, nil, func(k, v []byte) (bool, error) {
 		if len(k) != 9 {
-			c.malformedKey(k)
-			continue
-		}
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return err
+			c.malformedKey(bytes.Clone(k))
+			return true, nil
 		}
 		ino := binary.BigEndian.Uint64(k[1:])
 		n, err := unmarshalInode(ino, v)
 		if err != nil {
 			c.add(Finding{Kind: FindingBadInode, Ino: ino, Detail: err.Error()})
-			continue
+			return true, nil
 		}
 		c.inodes[ino] = &fsckInode{n: n}
 		c.r.Inodes++
+		return true, nil
+	})
+	if err != nil {
+		return err
 	}
 	if root := c.inodes[RootIno]; root == nil || !root.n.IsDir() {
 		return fmt.Errorf("the root directory is missing or not a directory: the store cannot be repaired by fsck")
@@ -42,16 +42,12 @@ func (c *fsckRun) passInodes(it *badger.Iterator) error {
 // passEntries (pass 2) checks directory entries, both views: each entry lies in a directory,
 // names an inode that exists and agrees with its readdir slot; each slot has its entry. It
 // counts the links and subdirectories of every inode for pass 3.
-func (c *fsckRun) passEntries(txn *badger.Txn, it *badger.Iterator) error {
-	for it.Seek([]byte{tagDirent}); it.ValidForPrefix([]byte{tagDirent}); it.Next() {
-		k := it.Item().KeyCopy(nil)
+func (c *fsckRun) passEntries(txn kv.Txn) error {
+	err := txn.Scan([]byte{tagDirent}, nil, func(k, v []byte) (bool, error) {
+		k = bytes.Clone(k) // kept for repair
 		if len(k) < 10 {
 			c.malformedKey(k)
-			continue
-		}
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return err
+			return true, nil
 		}
 		parent, name := binary.BigEndian.Uint64(k[1:9]), string(k[9:])
 		d, err := unmarshalDirent(v)
@@ -60,17 +56,17 @@ func (c *fsckRun) passEntries(txn *badger.Txn, it *badger.Iterator) error {
 		case err != nil:
 			c.add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q: %v", name, err)})
 			c.dels = append(c.dels, k)
-			continue
+			return true, nil
 		case p == nil || !p.n.IsDir():
 			c.add(Finding{Kind: FindingOrphanEntry, Ino: parent, Detail: fmt.Sprintf("entry %q in missing directory %d", name, parent)})
 			c.dels = append(c.dels, k, dirOrderKey(parent, d.Cookie))
-			continue
+			return true, nil
 		}
 		child := c.inodes[d.Ino]
 		if child == nil {
 			c.add(Finding{Kind: FindingDanglingEntry, Ino: parent, Detail: fmt.Sprintf("entry %q points to missing inode %d", name, d.Ino)})
 			c.dels = append(c.dels, k, dirOrderKey(parent, d.Cookie))
-			continue
+			return true, nil
 		}
 		c.r.Entries++
 		child.links++
@@ -81,34 +77,46 @@ func (c *fsckRun) passEntries(txn *badger.Txn, it *badger.Iterator) error {
 		if child.n.IsDir() {
 			p.subdirs++
 		}
-		ov, err := txn.Get(dirOrderKey(parent, d.Cookie))
-		if err != nil {
-			c.add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q has no readdir slot %d", name, d.Cookie)})
-			continue
-		}
 		ok := false
-		ov.Value(func(b []byte) error {
+		err = txn.View(dirOrderKey(parent, d.Cookie), func(b []byte) error {
 			ok = len(b) >= 12 && binary.LittleEndian.Uint64(b) == d.Ino && string(b[12:]) == name
 			return nil
 		})
+		if err != nil {
+			c.add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q has no readdir slot %d", name, d.Cookie)})
+			return true, nil
+		}
 		if !ok {
 			c.add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q disagrees with its readdir slot", name)})
 		}
+		return true, nil
+	})
+	if err != nil {
+		return err
 	}
-	for it.Seek([]byte{tagDirOrder}); it.ValidForPrefix([]byte{tagDirOrder}); it.Next() {
-		k := it.Item().KeyCopy(nil)
+	// Slots are listed by key, each value read on its own: one that cannot be read is a short
+	// slot (a finding), not the end of the pass.
+	var slots [][]byte
+	err = txn.ScanKeys([]byte{tagDirOrder}, nil, func(k []byte) (bool, error) {
+		slots = append(slots, bytes.Clone(k))
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range slots {
 		if len(k) != 17 {
 			c.malformedKey(k)
 			continue
 		}
-		v, _ := it.Item().ValueCopy(nil)
+		v, _ := txn.Get(k)
 		parent, _ := decodeU64U64(k)
 		if len(v) < 12 {
 			c.add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: "short readdir slot"})
 			c.dels = append(c.dels, k)
 			continue
 		}
-		if _, err := txn.Get(direntKey(parent, string(v[12:]))); err != nil {
+		if ok, err := txn.Has(direntKey(parent, string(v[12:]))); err != nil || !ok {
 			c.add(Finding{Kind: FindingOrphanEntry, Ino: parent, Detail: fmt.Sprintf("readdir slot %q without entry", v[12:])})
 			c.dels = append(c.dels, k)
 		}
@@ -117,20 +125,25 @@ func (c *fsckRun) passEntries(txn *badger.Txn, it *badger.Iterator) error {
 }
 
 // passInodeKeys (the end of pass 2) finds xattrs and markers of missing inodes.
-func (c *fsckRun) passInodeKeys(it *badger.Iterator) {
+func (c *fsckRun) passInodeKeys(txn kv.Txn) error {
 	for _, tag := range []byte{tagXattr, tagOrphan, tagTrim} {
-		for it.Seek([]byte{tag}); it.ValidForPrefix([]byte{tag}); it.Next() {
-			k := it.Item().KeyCopy(nil)
+		err := txn.ScanKeys([]byte{tag}, nil, func(k []byte) (bool, error) {
+			k = bytes.Clone(k)
 			if tag == tagXattr && len(k) < 10 || tag != tagXattr && len(k) != 9 {
 				c.malformedKey(k)
-				continue
+				return true, nil
 			}
 			if c.inodes[binary.BigEndian.Uint64(k[1:9])] == nil {
 				c.add(Finding{Kind: FindingOrphanKey, Detail: fmt.Sprintf("%c key of missing inode", tag)})
 				c.dels = append(c.dels, k)
 			}
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // passLinks (pass 3) finds inodes the root does not reach (except files unlinked while open,
