@@ -14,6 +14,7 @@ package blockstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"syscall"
 
@@ -25,6 +26,13 @@ import (
 
 // ReadAt reads up to len(dst) bytes of file ino at off; it returns fewer at the end of the file.
 func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
+	return s.ReadAtContext(context.Background(), ino, dst, off)
+}
+
+// ReadAtContext is ReadAt for a request that may be given up: when ctx is done before the
+// read's LM blocks have their turn to decode (decodeorder.go), or between chunks of them, it
+// fails with EINTR (a decode already running finishes first).
+func (s *Store) ReadAtContext(ctx context.Context, ino uint64, dst []byte, off uint64) (int, error) {
 	l := s.locks.of(ino)
 	l.RLock()
 	defer l.RUnlock()
@@ -37,7 +45,7 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 			return err
 		}
 		n = int(min(f.Size, off+uint64(len(dst))) - off)
-		return s.readRange(txn, ino, dst[:n], off, gen)
+		return s.readRange(ctx, txn, ino, dst[:n], off, gen)
 	})
 	if err != nil {
 		return 0, err
@@ -48,9 +56,10 @@ func (s *Store) ReadAt(ino uint64, dst []byte, off uint64) (int, error) {
 // readRange fills dst with the file's bytes at off (all inside the file), decoding only the
 // blocks it covers: classical records as they are read, LM records in one batch (one model
 // call per step for all of them) and through the cache. Groups stored in data segments are
-// read with one pread per run of adjacent entries (a sequential read: one per request). Call
-// with the inode's lock.
-func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, gen uint64) error {
+// read with one pread per run of adjacent entries (a sequential read: one per request). The
+// LM batch decodes in chunks, reads at lower offsets first (decodeorder.go). Call with the
+// inode's lock.
+func (s *Store) readRange(ctx context.Context, txn *badger.Txn, ino uint64, dst []byte, off uint64, gen uint64) error {
 	end := off + uint64(len(dst))
 	first, last := blockRange(off, uint64(len(dst)))
 	// part is the piece of dst block b covers and where in the block it starts.
@@ -178,18 +187,38 @@ func (s *Store) readRange(txn *badger.Txn, ino uint64, dst []byte, off uint64, g
 	if len(lm) == 0 {
 		return nil
 	}
-	recs := make([][]byte, len(lm))
-	for i, r := range lm {
-		recs[i] = r.rec
+	gate := s.decodes.of(ino)
+	if err := gate.acquire(ctx, off); err != nil {
+		return syscall.EINTR
 	}
-	dec, errs := codec.DecodeRecords(recs, s.lm())
-	for i, r := range lm {
-		if errs[i] != nil {
-			return s.blockError(ino, r.blk, errs[i])
+	held := true
+	defer func() {
+		if held {
+			gate.release()
 		}
-		out, at := part(r.blk)
-		fill(out, dec[i], at)
-		s.cache.put(ino, r.blk, dec[i], gen)
+	}()
+	for first := true; len(lm) > 0; first = false {
+		chunk := lm[:min(len(lm), decodeChunk)]
+		lm = lm[len(chunk):]
+		if !first {
+			if err := gate.next(ctx, off); err != nil {
+				held = false
+				return syscall.EINTR
+			}
+		}
+		recs := make([][]byte, len(chunk))
+		for i, r := range chunk {
+			recs[i] = r.rec
+		}
+		dec, errs := codec.DecodeRecords(recs, s.lm())
+		for i, r := range chunk {
+			if errs[i] != nil {
+				return s.blockError(ino, r.blk, errs[i])
+			}
+			out, at := part(r.blk)
+			fill(out, dec[i], at)
+			s.cache.put(ino, r.blk, dec[i], gen)
+		}
 	}
 	return nil
 }

@@ -147,6 +147,7 @@ type Store struct {
 	// queuedBytes: written but not yet landed, counted against the free-space reserve.
 	queuedBytes atomic.Int64
 	cache       *blockCache
+	decodes     decodeGates // the order reads' LM blocks decode in (decodeorder.go)
 
 	lmDec atomic.Pointer[lmHolder] // decoder of LM blocks (replaced when models are loaded)
 

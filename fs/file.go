@@ -62,7 +62,7 @@ func (h *handle) Allocate(ctx context.Context, off uint64, size uint64, mode uin
 }
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.fs.store.ReadAt(h.ino, dest, uint64(off))
+	n, err := h.fs.store.ReadAtContext(ctx, h.ino, dest, uint64(off))
 	if err != nil {
 		h.logBlockError(err)
 		return nil, h.fs.errno("read", err)
