@@ -131,16 +131,6 @@ func (u *usageCache) finish(ino uint64, v int64, keep bool) {
 	u.known[ino] = v
 }
 
-// reset forgets every kept figure (after a repair rewrote the store's records).
-func (u *usageCache) reset() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.known = nil
-	for _, sc := range u.scans {
-		sc.changed = true
-	}
-}
-
 // addFileGroup is addGroup for a group of file ino: it also notes the change of the file's
 // stored bytes, which the usage cache gets when the Delta is applied.
 func (d *Delta) addFileGroup(ino uint64, v []byte, sign int64) {

@@ -99,8 +99,10 @@ func getPathReport(arg string, in mountedPath) (pathReport, error) {
 	err := controlGet(store, "/usage?ino="+strconv.FormatUint(in.ino, 10), &u)
 	var se *statusError
 	switch {
-	case errors.As(err, &se) && se.code == http.StatusNotFound:
+	case errors.As(err, &se) && se.code == http.StatusNotFound && strings.Contains(se.msg, "no inode"):
 		return pathReport{}, fmt.Errorf("%s: no longer in the store (removed meanwhile?)", arg)
+	case errors.As(err, &se) && se.code == http.StatusNotFound:
+		return pathReport{}, fmt.Errorf("the mount of %s (an older lmfs) cannot tell what %s takes: remount it with this lmfs", store, arg)
 	case errors.Is(err, os.ErrPermission):
 		return pathReport{}, fmt.Errorf("permission denied: only the owner of store %s (or root) can ask its mount for what %s takes", store, arg)
 	case err != nil:
