@@ -111,7 +111,8 @@ type FsckOptions struct {
 	// codecs are decoded either way (hundreds of MB/s) and checked against their CRC32C.
 	Full bool
 	// Progress is called now and then (at most every 200 ms, and once at the end) with
-	// blocks checked so far and the total.
+	// blocks checked so far and the total; with Full, LM blocks decoded and their total
+	// (they take the time).
 	Progress func(done, total int64)
 }
 
@@ -156,6 +157,7 @@ type fsckRun struct {
 	// one batch, and progress.
 	models       map[uint32]bool
 	batch        []fsckRecord
+	lmDecoded    int64 // LM blocks decoded (Full)
 	totalBlocks  int64
 	lastProgress time.Time
 }

@@ -31,7 +31,7 @@ type fsckRecord struct {
 // and name models the store holds, and its compactor mark is there when it has pending
 // blocks; marks of missing groups are orphans. It adds what is stored to c.computed.
 func (c *fsckRun) passBlocks() error {
-	s, r := c.s, c.r
+	s := c.s
 	c.models = map[uint32]bool{}
 	stored, damagedModels, err := s.Models()
 	if err != nil {
@@ -45,6 +45,10 @@ func (c *fsckRun) passBlocks() error {
 	}
 	total := s.Counters()
 	c.totalBlocks, _, _ = total.Stored()
+	if c.o.Full {
+		// The LM blocks take the time (one model step per byte): progress counts them.
+		c.totalBlocks = total.Codecs[codec.LM.String()].Blocks
+	}
 	for _, n := range c.inodes {
 		c.computed.addInode(&n.n, 1)
 	}
@@ -92,7 +96,7 @@ func (c *fsckRun) passBlocks() error {
 		return err
 	}
 	if c.o.Progress != nil {
-		c.o.Progress(r.Blocks, c.totalBlocks)
+		c.o.Progress(c.progressDone(), c.totalBlocks)
 	}
 	return nil
 }
@@ -180,9 +184,17 @@ func (c *fsckRun) checkUndecoded(rec []byte, ino, blk uint64) {
 // progress reports progress when the last report is 200 ms old.
 func (c *fsckRun) progress() {
 	if c.o.Progress != nil && time.Since(c.lastProgress) > 200*time.Millisecond {
-		c.o.Progress(c.r.Blocks, c.totalBlocks)
+		c.o.Progress(c.progressDone(), c.totalBlocks)
 		c.lastProgress = time.Now()
 	}
+}
+
+// progressDone is the blocks checked so far, or with Full the LM blocks decoded.
+func (c *fsckRun) progressDone() int64 {
+	if c.o.Full {
+		return c.lmDecoded
+	}
+	return c.r.Blocks
 }
 
 // decodeBatch decodes the queued records (checking each against its CRC32C) and reports
@@ -196,6 +208,9 @@ func (c *fsckRun) decodeBatch() {
 	_, errs := codec.DecodeRecords(recs, c.s.lm())
 	for i, b := range c.batch {
 		r.Blocks++
+		if codec.NeedsModel(b.rec) {
+			c.lmDecoded++
+		}
 		if errs[i] != nil {
 			c.add(Finding{Kind: FindingBadBlock, Ino: b.ino, Block: int64(b.blk), Path: c.pathOf(b.ino), Detail: errs[i].Error()})
 		}

@@ -81,7 +81,10 @@ func runFsck(args []string) error {
 	start := time.Now()
 	var prog *fsckProgress
 	if !*quiet && !*asJSON {
-		prog = &fsckProgress{w: os.Stderr, tty: isTerminal(os.Stderr), start: start, last: start}
+		prog = &fsckProgress{w: os.Stderr, tty: isTerminal(os.Stderr), start: start, last: start, unit: "blocks"}
+		if *full {
+			prog.unit = "LM blocks decoded" // they take the time
+		}
 		o.Progress = prog.show
 	}
 	r, err := st.Fsck(o)
@@ -146,6 +149,7 @@ type fsckProgress struct {
 	tty   bool
 	start time.Time
 	last  time.Time // last line written (not a terminal; the first comes 10 s in)
+	unit  string    // what done and total count
 	drawn bool
 }
 
@@ -160,10 +164,10 @@ func (p *fsckProgress) show(done, total int64) {
 	if total > 0 {
 		frac = min(1, float64(done)/float64(total))
 	}
-	text := fmt.Sprintf("%3.0f%% checking %d/%d blocks, %s", 100*frac, done, total, el.Round(time.Second))
+	text := fmt.Sprintf("%3.0f%% checking: %d/%d %s, %s", 100*frac, done, total, p.unit, el.Round(time.Second))
 	if done > 0 && el > time.Second && done < total {
 		rate := float64(done) / el.Seconds()
-		text += fmt.Sprintf(", %.0f blocks/s, ETA %s", rate, (time.Duration(float64(total-done)/rate*1e9)).Round(time.Second))
+		text += fmt.Sprintf(", %.0f/s, ETA %s", rate, (time.Duration(float64(total-done) / rate * 1e9)).Round(time.Second))
 	}
 	if !p.tty {
 		fmt.Fprintf(p.w, "lmfs fsck: %s\n", text)
