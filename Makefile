@@ -20,7 +20,7 @@ test: all
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 	# Again with one OS thread for Go code (servers included), where scheduling differs.
-	GOMAXPROCS=1 $(GO) test -count=1 -short -timeout 10m ./test/ ./blockstore/
+	GOMAXPROCS=1 $(GO) test -count=1 -short -timeout 15m ./test/ ./blockstore/
 	$(MAKE) fuzz
 
 # Each fuzz target runs briefly on top of its committed seed corpus (testdata/fuzz).
