@@ -16,6 +16,7 @@ import (
 // mountEntry is one line of /proc/self/mountinfo.
 type mountEntry struct {
 	point, fstype, source string
+	dev                   string // major:minor of the mounted file system
 }
 
 func unescapeMount(s string) string {
@@ -44,7 +45,7 @@ func readMounts() ([]mountEntry, error) {
 		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) {
 			continue
 		}
-		out = append(out, mountEntry{point: unescapeMount(fields[4]), fstype: fields[sep+1], source: unescapeMount(fields[sep+2])})
+		out = append(out, mountEntry{point: unescapeMount(fields[4]), fstype: fields[sep+1], source: unescapeMount(fields[sep+2]), dev: fields[2]})
 	}
 	return out, sc.Err()
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,27 +66,12 @@ func inMount(path string) (mountedPath, bool) {
 
 // mountOfDev finds the mount whose device number is major:minor (each FUSE mount has its own).
 func mountOfDev(major, minor uint32) (mountEntry, bool) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return mountEntry{}, false
-	}
-	defer f.Close()
+	ms, _ := readMounts()
 	want := fmt.Sprintf("%d:%d", major, minor)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
+	for _, m := range ms {
+		if m.dev == want {
+			return m, true
 		}
-		if len(fields) < 5 || sep < 0 || sep+2 >= len(fields) || fields[2] != want {
-			continue
-		}
-		return mountEntry{point: unescapeMount(fields[4]), fstype: fields[sep+1], source: unescapeMount(fields[sep+2])}, true
 	}
 	return mountEntry{}, false
 }
