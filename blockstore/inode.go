@@ -35,6 +35,16 @@ func (n *Inode) IsDir() bool { return n.Mode&syscall.S_IFMT == syscall.S_IFDIR }
 // IsReg reports whether the inode is a regular file.
 func (n *Inode) IsReg() bool { return n.Mode&syscall.S_IFMT == syscall.S_IFREG }
 
+// clearSetID drops set-user-ID, and set-group-ID where it means "executable by the group"
+// (without group execute it marks mandatory locking and stays): what a change of a file's
+// content by anyone does, as on local file systems.
+func (n *Inode) clearSetID() {
+	n.Mode &^= syscall.S_ISUID
+	if n.Mode&syscall.S_IXGRP != 0 {
+		n.Mode &^= syscall.S_ISGID
+	}
+}
+
 const inodeVersion = 1
 const inodeFixed = 1 + 4*5 + 8 + 8*3 + 8 + 8
 

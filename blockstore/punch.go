@@ -99,11 +99,7 @@ func (s *Store) ZeroRange(ino, off, n uint64, keepSize bool) (Inode, error) {
 			cur.Size = newSize
 		}
 		cur.Mtime, cur.Ctime = now, now
-		// A change of content clears set-user-ID and set-group-ID, as a write does.
-		cur.Mode &^= syscall.S_ISUID
-		if cur.Mode&syscall.S_IXGRP != 0 {
-			cur.Mode &^= syscall.S_ISGID
-		}
+		cur.clearSetID()
 		f = cur
 		return putInode(txn, &cur)
 	})

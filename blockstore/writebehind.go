@@ -171,11 +171,7 @@ func (s *Store) apply(c *commit, txn *badger.Txn, sb *segBatch) error {
 		}
 		// The time of the batch's last write of the file (settle orders explicit times after it).
 		cur.Mtime, cur.Ctime = c.mtimes[ino], max(cur.Ctime, c.mtimes[ino])
-		// A write by anyone clears set-user-ID and set-group-ID (as local file systems do).
-		cur.Mode &^= syscall.S_ISUID
-		if cur.Mode&syscall.S_IXGRP != 0 {
-			cur.Mode &^= syscall.S_ISGID
-		}
+		cur.clearSetID()
 		if err := putInode(txn, &cur); err != nil {
 			return err
 		}
