@@ -19,7 +19,7 @@ func (s *Store) Allocate(ino, size uint64) (Inode, error) {
 	now := time.Now().UnixNano()
 	var n Inode
 	var d Delta
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		d = Delta{}
 		cur, err := loadInode(txn, ino)
 		if err != nil {

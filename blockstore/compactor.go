@@ -8,8 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/codec"
 )
 
@@ -189,7 +188,7 @@ func (s *Store) compactLoop(ctx context.Context, c *compactor) {
 const fastGroups = 16
 
 func (c *compactor) fail(s *Store, err error) {
-	if errors.Is(err, badger.ErrDBClosed) {
+	if errors.Is(err, kv.ErrClosed) {
 		return
 	}
 	s.log.Error("compactor", "err", err)
@@ -208,19 +207,16 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // markedGroups returns up to n keys of one marker table ('q' or 'w', ino group) after cursor.
 func (s *Store) markedGroups(tag byte, cursor []byte, n int) ([][]byte, error) {
 	var out [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.PrefetchValues = false
-		o.Prefix = []byte{tag}
-		it := txn.NewIterator(o)
+	err := s.viewOnce(func(txn kv.Txn) error {
+		it := txn.Iterate(kv.IterOptions{Prefix: []byte{tag}})
 		defer it.Close()
 		seek := []byte{tag}
 		if cursor != nil {
 			seek = append(append([]byte(nil), cursor...), 0)
 		}
-		for it.Seek(seek); it.ValidForPrefix([]byte{tag}) && len(out) < n; it.Next() {
-			if k := it.Item().KeyCopy(nil); len(k) == 17 {
-				out = append(out, k)
+		for it.Seek(seek); it.Valid() && len(out) < n; it.Next() {
+			if k := it.Key(); len(k) == 17 {
+				out = append(out, bytes.Clone(k))
 			}
 		}
 		return nil
@@ -231,20 +227,18 @@ func (s *Store) markedGroups(tag byte, cursor []byte, n int) ([][]byte, error) {
 // readGroups copies the stored values of the groups the marker keys name (nil where the
 // group is gone) and the group values they stand for (nil where unreadable: logged).
 func (s *Store) readGroups(marks [][]byte) (stored, vals [][]byte, err error) {
-	err = s.view(func(txn *badger.Txn) error {
+	err = s.view(func(txn kv.Txn) error {
 		stored, vals = make([][]byte, len(marks)), make([][]byte, len(marks))
 		for i, mk := range marks {
 			ino, g := decodeU64U64(mk)
-			item, err := txn.Get(groupKey(ino, g))
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			v, err := txn.Get(groupKey(ino, g), nil)
+			if errors.Is(err, kv.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if stored[i], err = item.ValueCopy(nil); err != nil {
-				return err
-			}
+			stored[i] = v
 			vals[i], err = s.groupValue(ino, g, stored[i])
 			if errors.Is(err, errMoved) {
 				return err
@@ -301,12 +295,12 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 		}
 	}
 	var d Delta
-	err = s.updateData(func(txn *badger.Txn, sb *segBatch) error {
+	err = s.updateData(func(txn kv.Txn, sb *segBatch) error {
 		d = Delta{}
 		for i, mk := range marks {
 			ino, g := decodeU64U64(mk)
-			item, err := txn.Get(groupKey(ino, g))
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			v, err := txn.Get(groupKey(ino, g), nil)
+			if errors.Is(err, kv.ErrNotFound) {
 				if err := txn.Delete(mk); err != nil {
 					return err
 				}
@@ -315,11 +309,7 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 			if err != nil {
 				return err
 			}
-			same := false
-			if err := item.Value(func(v []byte) error { same = bytes.Equal(v, olds[i]); return nil }); err != nil {
-				return err
-			}
-			if !same {
+			if !bytes.Equal(v, olds[i]) {
 				continue // rewritten meanwhile (and marked fresh again): the next round takes it
 			}
 			if news[i] != nil {
@@ -417,23 +407,19 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 	}
 	var d Delta
 	var done, skipped, rawBytes, saved int64
-	err = s.updateData(func(txn *badger.Txn, sb *segBatch) error {
+	err = s.updateData(func(txn kv.Txn, sb *segBatch) error {
 		d = Delta{}
 		done, skipped, rawBytes, saved = 0, 0, 0, 0
 		for gi, mk := range marks {
 			ino, g := decodeU64U64(mk)
 			key := groupKey(ino, g)
-			cur, err := txn.Get(key)
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			v, err := txn.Get(key, nil)
+			if errors.Is(err, kv.ErrNotFound) {
 				if err := deleteKeys(txn, mk, freshKey(ino, g)); err != nil {
 					return err
 				}
 				continue
 			}
-			if err != nil {
-				return err
-			}
-			v, err := cur.ValueCopy(nil)
 			if err != nil {
 				return err
 			}

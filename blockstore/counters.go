@@ -3,11 +3,11 @@ package blockstore
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"sync"
 	"syscall"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/codec"
 )
 
@@ -179,7 +179,7 @@ func (s *Store) saveCounters(clean bool) error {
 	}
 	s.gate.RLock() // see gc.go
 	defer s.gate.RUnlock()
-	return s.db.Update(func(txn *badger.Txn) error {
+	return kv.UpdateOnce(s.db, func(txn kv.Txn) error {
 		if err := txn.Set(counterKey(counterStats), b); err != nil {
 			return err
 		}
@@ -192,21 +192,22 @@ func (s *Store) saveCounters(clean bool) error {
 func (s *Store) loadCounters() error {
 	var p persisted
 	clean := false
-	err := s.db.View(func(txn *badger.Txn) error {
-		if item, err := txn.Get(counterKey(counterClean)); err == nil {
-			item.Value(func(v []byte) error { clean = len(v) == 1 && v[0] == 1; return nil })
+	err := s.viewOnce(func(txn kv.Txn) error {
+		if v, err := txn.Get(counterKey(counterClean), nil); err == nil {
+			clean = len(v) == 1 && v[0] == 1
 		}
-		item, err := txn.Get(counterKey(counterStats))
-		if err != nil {
+		v, err := txn.Get(counterKey(counterStats), nil)
+		if errors.Is(err, kv.ErrNotFound) {
 			clean = false
 			return nil
 		}
-		return item.Value(func(v []byte) error {
-			if json.Unmarshal(v, &p) != nil {
-				clean = false
-			}
-			return nil
-		})
+		if err != nil {
+			return err // there, but its value cannot be read
+		}
+		if json.Unmarshal(v, &p) != nil {
+			clean = false
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -239,15 +240,12 @@ func (s *Store) loadCounters() error {
 // scanNextIno finds the next free inode number: one past the largest inode in the store.
 func (s *Store) scanNextIno() (uint64, error) {
 	next := uint64(RootIno + 1)
-	err := s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Reverse = true
-		o.PrefetchValues = false
-		it := txn.NewIterator(o)
+	err := s.viewOnce(func(txn kv.Txn) error {
+		it := txn.Iterate(kv.IterOptions{Prefix: []byte{tagInode}, Reverse: true})
 		defer it.Close()
 		it.Seek(append(keyU64(tagInode, ^uint64(0)), 0xff))
-		if it.ValidForPrefix([]byte{tagInode}) {
-			k := it.Item().Key()
+		if it.Valid() {
+			k := it.Key()
 			if len(k) == 9 {
 				next = binary.BigEndian.Uint64(k[1:]) + 1
 			}
@@ -260,32 +258,36 @@ func (s *Store) scanNextIno() (uint64, error) {
 // scanCounters recomputes every counter from the stored inodes and blocks.
 func (s *Store) scanCounters() (Delta, error) {
 	var d Delta
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+	err := s.viewOnce(func(txn kv.Txn) error {
+		var v []byte
+		it := txn.Iterate(kv.IterOptions{Prefix: []byte{tagInode}, Prefetch: true})
 		defer it.Close()
-		for it.Seek([]byte{tagInode}); it.ValidForPrefix([]byte{tagInode}); it.Next() {
-			k := it.Item().Key()
+		for it.Seek(nil); it.Valid(); it.Next() {
+			k := it.Key()
 			if len(k) != 9 {
 				continue
 			}
-			err := it.Item().Value(func(v []byte) error {
-				n, err := unmarshalInode(binary.BigEndian.Uint64(k[1:]), v)
-				if err != nil {
-					return err
+			var err error
+			if v, err = it.Value(v); err == nil {
+				var n Inode
+				if n, err = unmarshalInode(binary.BigEndian.Uint64(k[1:]), v); err == nil {
+					d.addInode(&n, 1)
 				}
-				d.addInode(&n, 1)
-				return nil
-			})
+			}
 			if err != nil {
 				// One unreadable record must not keep the store from opening (fsck could
 				// not check it either): it is not counted, and fsck names it.
 				s.log.Warn("counters: inode record unreadable; not counted (lmfs fsck names it)", "err", err)
 			}
 		}
-		for it.Seek([]byte{tagGroup}); it.ValidForPrefix([]byte{tagGroup}); it.Next() {
-			if err := it.Item().Value(func(v []byte) error { d.addGroup(v, 1); return nil }); err != nil {
+		groups := txn.Iterate(kv.IterOptions{Prefix: []byte{tagGroup}, Prefetch: true})
+		defer groups.Close()
+		for groups.Seek(nil); groups.Valid(); groups.Next() {
+			var err error
+			if v, err = groups.Value(v); err != nil {
 				return err
 			}
+			d.addGroup(v, 1)
 		}
 		return nil
 	})

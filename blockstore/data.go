@@ -15,8 +15,7 @@ import (
 	"fmt"
 	"syscall"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/codec"
 )
 
@@ -43,8 +42,8 @@ func (e *BlockError) Error() string {
 func (e *BlockError) Unwrap() []error { return []error{syscall.EIO, e.Err} }
 
 // getFile returns the inode of a regular file (EISDIR for a directory, EINVAL for others).
-func getFile(txn *badger.Txn, ino uint64) (Inode, error) {
-	n, err := getInode(txn, ino)
+func getFile(txn kv.Txn, ino uint64) (Inode, error) {
+	n, err := loadInode(txn, ino)
 	switch {
 	case err != nil:
 		return n, err
@@ -74,7 +73,7 @@ func (s *Store) blockError(ino, blk uint64, err error) error {
 }
 
 // deleteKeys deletes keys in txn.
-func deleteKeys(txn *badger.Txn, keys ...[]byte) error {
+func deleteKeys(txn kv.Txn, keys ...[]byte) error {
 	for _, k := range keys {
 		if err := txn.Delete(k); err != nil {
 			return err

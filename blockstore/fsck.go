@@ -185,7 +185,7 @@ func (s *Store) fsck(o FsckOptions) (*FsckReport, error) {
 	}
 	c := &fsckRun{s: s, o: o, r: &FsckReport{Full: o.Full}, inodes: map[uint64]*fsckInode{}}
 	// Passes 1 and 2 read one snapshot.
-	err := s.kvView(func(txn kv.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		if err := c.passInodes(txn); err != nil {
 			return err
 		}
@@ -248,7 +248,7 @@ type keyValue struct{ k, v []byte }
 
 func (s *Store) hasKey(k []byte) bool {
 	found := false
-	s.kvView(func(txn kv.Txn) error {
+	s.view(func(txn kv.Txn) error {
 		found, _ = txn.Has(k)
 		return nil
 	})

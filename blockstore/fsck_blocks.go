@@ -8,12 +8,12 @@
 package blockstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/codec"
 	"lmfs/model/modelid"
 )
@@ -53,16 +53,16 @@ func (c *fsckRun) passBlocks() error {
 		c.computed.addInode(&n.n, 1)
 	}
 	c.lastProgress = time.Now()
-	err = s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
+	err = s.viewOnce(func(txn kv.Txn) error {
+		it := txn.Iterate(kv.IterOptions{Prefix: []byte{tagGroup}, Prefetch: true})
 		defer it.Close()
-		for it.Seek([]byte{tagGroup}); it.ValidForPrefix([]byte{tagGroup}); it.Next() {
-			k := it.Item().KeyCopy(nil)
+		for it.Seek(nil); it.Valid(); it.Next() {
+			k := bytes.Clone(it.Key())
 			if len(k) != 17 {
 				c.malformedKey(k)
 				continue
 			}
-			v, err := it.Item().ValueCopy(nil)
+			v, err := it.Value(nil) // kept: the records queued for decoding alias it
 			if err != nil {
 				return err
 			}
@@ -77,8 +77,10 @@ func (c *fsckRun) passBlocks() error {
 			c.decodeBatch()
 		}
 		for _, tag := range []byte{tagPending, tagFresh} {
-			for it.Seek([]byte{tag}); it.ValidForPrefix([]byte{tag}); it.Next() {
-				k := it.Item().KeyCopy(nil)
+			marks := txn.Iterate(kv.IterOptions{Prefix: []byte{tag}})
+			defer marks.Close()
+			for marks.Seek(nil); marks.Valid(); marks.Next() {
+				k := bytes.Clone(marks.Key())
 				if len(k) != 17 {
 					c.malformedKey(k)
 					continue

@@ -15,7 +15,7 @@ import (
 // passInodes (pass 1) reads every inode record. A store without a root directory cannot be
 // checked further.
 func (c *fsckRun) passInodes(txn kv.Txn) error {
-	err := txn.Scan([]byte{tagInode}, nil, func(k, v []byte) (bool, error) {
+	err := kv.Scan(txn, []byte{tagInode}, nil, func(k, v []byte) (bool, error) {
 		if len(k) != 9 {
 			c.malformedKey(bytes.Clone(k))
 			return true, nil
@@ -43,7 +43,7 @@ func (c *fsckRun) passInodes(txn kv.Txn) error {
 // names an inode that exists and agrees with its readdir slot; each slot has its entry. It
 // counts the links and subdirectories of every inode for pass 3.
 func (c *fsckRun) passEntries(txn kv.Txn) error {
-	err := txn.Scan([]byte{tagDirent}, nil, func(k, v []byte) (bool, error) {
+	err := kv.Scan(txn, []byte{tagDirent}, nil, func(k, v []byte) (bool, error) {
 		k = bytes.Clone(k) // kept for repair
 		if len(k) < 10 {
 			c.malformedKey(k)
@@ -77,11 +77,8 @@ func (c *fsckRun) passEntries(txn kv.Txn) error {
 		if child.n.IsDir() {
 			p.subdirs++
 		}
-		ok := false
-		err = txn.View(dirOrderKey(parent, d.Cookie), func(b []byte) error {
-			ok = len(b) >= 12 && binary.LittleEndian.Uint64(b) == d.Ino && string(b[12:]) == name
-			return nil
-		})
+		b, err := txn.Get(dirOrderKey(parent, d.Cookie), nil)
+		ok := len(b) >= 12 && binary.LittleEndian.Uint64(b) == d.Ino && string(b[12:]) == name
 		if err != nil {
 			c.add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: fmt.Sprintf("entry %q has no readdir slot %d", name, d.Cookie)})
 			return true, nil
@@ -97,7 +94,7 @@ func (c *fsckRun) passEntries(txn kv.Txn) error {
 	// Slots are listed by key, each value read on its own: one that cannot be read is a short
 	// slot (a finding), not the end of the pass.
 	var slots [][]byte
-	err = txn.ScanKeys([]byte{tagDirOrder}, nil, func(k []byte) (bool, error) {
+	err = kv.ScanKeys(txn, []byte{tagDirOrder}, nil, func(k []byte) (bool, error) {
 		slots = append(slots, bytes.Clone(k))
 		return true, nil
 	})
@@ -109,7 +106,7 @@ func (c *fsckRun) passEntries(txn kv.Txn) error {
 			c.malformedKey(k)
 			continue
 		}
-		v, _ := txn.Get(k)
+		v, _ := txn.Get(k, nil)
 		parent, _ := decodeU64U64(k)
 		if len(v) < 12 {
 			c.add(Finding{Kind: FindingBadEntry, Ino: parent, Detail: "short readdir slot"})
@@ -127,7 +124,7 @@ func (c *fsckRun) passEntries(txn kv.Txn) error {
 // passInodeKeys (the end of pass 2) finds xattrs and markers of missing inodes.
 func (c *fsckRun) passInodeKeys(txn kv.Txn) error {
 	for _, tag := range []byte{tagXattr, tagOrphan, tagTrim} {
-		err := txn.ScanKeys([]byte{tag}, nil, func(k []byte) (bool, error) {
+		err := kv.ScanKeys(txn, []byte{tag}, nil, func(k []byte) (bool, error) {
 			k = bytes.Clone(k)
 			if tag == tagXattr && len(k) < 10 || tag != tagXattr && len(k) != 9 {
 				c.malformedKey(k)

@@ -33,7 +33,7 @@ func (c *fsckRun) repair() error {
 	for len(dels) > 0 {
 		n := min(len(dels), purgeChunk)
 		chunk := dels[:n]
-		if err := s.kvUpdate(func(txn kv.Txn) error {
+		if err := s.update(func(txn kv.Txn) error {
 			for _, k := range chunk {
 				if err := txn.Delete(k); err != nil {
 					return err
@@ -48,7 +48,7 @@ func (c *fsckRun) repair() error {
 	for len(sets) > 0 {
 		n := min(len(sets), 256)
 		chunk := sets[:n]
-		if err := s.kvUpdate(func(txn kv.Txn) error {
+		if err := s.update(func(txn kv.Txn) error {
 			for _, e := range chunk {
 				if err := txn.Set(e.k, e.v); err != nil {
 					return err
@@ -69,7 +69,7 @@ func (c *fsckRun) repair() error {
 			}
 		}
 		for _, ino := range lost {
-			err := s.kvUpdate(func(txn kv.Txn) error {
+			err := s.update(func(txn kv.Txn) error {
 				p, err := loadInode(txn, lf.Ino)
 				if err != nil {
 					return err
@@ -107,7 +107,7 @@ func (c *fsckRun) repair() error {
 		if fi.n.IsDir() || ino == RootIno {
 			want = 2 + fi.subdirs
 		}
-		if err := s.kvUpdate(func(txn kv.Txn) error {
+		if err := s.update(func(txn kv.Txn) error {
 			n, err := loadInode(txn, ino)
 			if err != nil {
 				return err

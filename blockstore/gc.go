@@ -1,11 +1,8 @@
 package blockstore
 
 import (
-	"errors"
 	"sync"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // Value-log garbage collection (the loop below also runs segment GC, segment_gc.go, for the
@@ -39,6 +36,10 @@ import (
 // The file being written is never rewritten, so up to one value-log file of garbage
 // (ValueLogFileSize, 16 MiB: store.go keeps the files small for that reason) stays until the
 // file fills up with new writes.
+//
+// This is engine-level code: the three steps are Badger's maintenance, called through
+// s.engine (kv.Badger: FlushMemtables, Flatten, CollectValueLog), not through the kv seam,
+// which another engine would implement without them. s.gate is the store's side of step 1.
 
 // gcInterval is how often the loop looks for value-log files worth rewriting anyway.
 const gcInterval = 30 * time.Second
@@ -272,15 +273,12 @@ func (s *Store) reclaim(stop <-chan struct{}, low bool) int {
 	s.counters.resetFreed()
 	start := time.Now()
 	s.gate.Lock()
-	err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(gcMarker, []byte{1}) })
-	if err == nil {
-		err = s.db.DropPrefix(gcMarker)
-	}
+	err := s.engine.FlushMemtables(gcMarker)
 	s.gate.Unlock()
 	if err != nil {
 		s.log.Warn("value-log GC: flushing the memtables failed", "err", err)
 	}
-	if err := s.db.Flatten(1); err != nil {
+	if err := s.engine.Flatten(1); err != nil {
 		s.log.Warn("value-log GC: flattening the LSM tree failed", "err", err)
 	}
 	n := s.collectGarbage(stop, low)
@@ -302,11 +300,11 @@ func (s *Store) collectGarbage(stop <-chan struct{}, low bool) int {
 			return n
 		default:
 		}
-		err := s.db.RunValueLogGC(ratio)
+		rewrote, err := s.engine.CollectValueLog(ratio)
 		if err != nil {
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				s.log.Warn("value-log GC", "err", err)
-			}
+			s.log.Warn("value-log GC", "err", err)
+		}
+		if !rewrote {
 			return n
 		}
 		n++

@@ -17,8 +17,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
@@ -30,7 +29,7 @@ import (
 //
 // full holds the values of the groups the blocks cover whole, already built (by group
 // number; see fullGroups).
-func (s *Store) putBlocks(txn *badger.Txn, sb *segBatch, ino uint64, blocks []newBlock, oldSize uint64, d *Delta, full map[uint64][]byte) error {
+func (s *Store) putBlocks(txn kv.Txn, sb *segBatch, ino uint64, blocks []newBlock, oldSize uint64, d *Delta, full map[uint64][]byte) error {
 	for i := 0; i < len(blocks); {
 		g, _ := groupOf(blocks[i].blk)
 		j := i
@@ -110,7 +109,7 @@ func sameGroup(blocks []newBlock, built *[]byte) bool {
 // putGroup stores the new records of blocks (all in group g) into the group; built (with
 // isBuilt) is the whole new value when blocks cover the group whole (nil: all holes). A value
 // larger than inlineMax goes to a data segment through sb.
-func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []newBlock, oldSize uint64, d *Delta, built []byte, isBuilt bool) error {
+func (s *Store) putGroup(txn kv.Txn, sb *segBatch, ino, g uint64, blocks []newBlock, oldSize uint64, d *Delta, built []byte, isBuilt bool) error {
 	key := groupKey(ino, g)
 	var grp group
 	existed := false
@@ -121,17 +120,17 @@ func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []
 	}
 	var val []byte
 	if g*GroupBlocks*bs < oldSize {
-		item, err := txn.Get(key)
+		bp := valueBufs.Get().(*[]byte)
+		defer valueBufs.Put(bp)
+		stored, err := getStored(txn, key, bp)
 		switch {
 		case err == nil:
 			existed = true
-			if err := item.Value(func(v []byte) error { d.addFileGroup(ino, v, -1); return nil }); err != nil {
-				return err
-			}
+			d.addFileGroup(ino, stored, -1)
 			if isBuilt {
 				break // nothing of the old value is kept (a reference's summary did the accounting)
 			}
-			err = s.withGroup(item, ino, g, func(v []byte) error {
+			err = s.withGroup(stored, ino, g, func(v []byte) error {
 				old, err := parseGroup(v)
 				if err != nil && len(blocks) < GroupBlocks {
 					return s.blockError(ino, g*GroupBlocks, err) // the other slots cannot be kept
@@ -149,7 +148,7 @@ func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []
 			if err != nil {
 				return err
 			}
-		case !errors.Is(err, badger.ErrKeyNotFound):
+		case !errors.Is(err, kv.ErrNotFound):
 			return err
 		}
 	}
@@ -194,25 +193,42 @@ func (s *Store) putGroup(txn *badger.Txn, sb *segBatch, ino, g uint64, blocks []
 	return nil
 }
 
-// withGroup calls fn with the group value stored as item's value (group g of ino): the value
-// itself, or the bytes it refers to in a data segment. v is valid only during fn.
-func (s *Store) withGroup(item *badger.Item, ino, g uint64, fn func(v []byte) error) error {
-	return item.Value(func(v []byte) error {
-		var buf []byte
-		if isRef(v) {
-			bp := groupBufs.Get().(*[]byte)
-			defer groupBufs.Put(bp)
-			buf = *bp
-		}
-		v, err := s.groupValueInto(buf, ino, g, v)
-		if errors.Is(err, errMoved) {
-			return err
-		}
-		if err != nil {
-			return s.blockError(ino, g*GroupBlocks, err)
-		}
-		return fn(v)
-	})
+// withGroup calls fn with the group value that stored (the stored value of group g of ino)
+// stands for: stored itself, or the bytes it refers to in a data segment. v is valid only
+// during fn.
+func (s *Store) withGroup(stored []byte, ino, g uint64, fn func(v []byte) error) error {
+	var buf []byte
+	if isRef(stored) {
+		bp := groupBufs.Get().(*[]byte)
+		defer groupBufs.Put(bp)
+		buf = *bp
+	}
+	v, err := s.groupValueInto(buf, ino, g, stored)
+	if errors.Is(err, errMoved) {
+		return err
+	}
+	if err != nil {
+		return s.blockError(ino, g*GroupBlocks, err)
+	}
+	return fn(v)
+}
+
+// valueBufs holds buffers for stored group values read on the data path: an inline group
+// (up to inlineMax bytes) or a segment reference. A format-2 group, which can be larger,
+// grows its buffer (getStored keeps the larger one).
+var valueBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2*inlineMax)
+	return &b
+}}
+
+// getStored reads the stored value of key into *bp's memory (a buffer from valueBufs): no
+// allocation per read. The value is valid until *bp is used again or put back.
+func getStored(txn kv.Txn, key []byte, bp *[]byte) ([]byte, error) {
+	v, err := txn.Get(key, (*bp)[:0])
+	if cap(v) > cap(*bp) {
+		*bp = v[:0]
+	}
+	return v, err
 }
 
 // groupBufs holds buffers for group values read from segments and used only inside a
@@ -252,14 +268,14 @@ func (s *Store) storedValue(sb *segBatch, ino, g uint64, val []byte) ([]byte, er
 // updateData is update for transactions that may store group values in data segments: fn
 // adds them to sb, whose entries are written before the transaction commits, and whose
 // reservations last until it has finished (segment GC waits for them).
-func (s *Store) updateData(fn func(txn *badger.Txn, sb *segBatch) error) error {
+func (s *Store) updateData(fn func(txn kv.Txn, sb *segBatch) error) error {
 	var batches []*segBatch
 	defer func() {
 		for _, b := range batches {
 			b.release()
 		}
 	}()
-	return s.update(func(txn *badger.Txn) error {
+	return s.update(func(txn kv.Txn) error {
 		sb := s.segBatch()
 		batches = append(batches, sb)
 		if err := fn(txn, sb); err != nil {
@@ -271,9 +287,9 @@ func (s *Store) updateData(fn func(txn *badger.Txn, sb *segBatch) error) error {
 
 // view runs fn in a read transaction; again, on a new snapshot, when a data segment it read
 // was rewritten by GC meanwhile (errMoved).
-func (s *Store) view(fn func(txn *badger.Txn) error) error {
+func (s *Store) view(fn func(txn kv.Txn) error) error {
 	for attempt := 0; ; attempt++ {
-		err := s.db.View(fn)
+		err := s.viewOnce(fn)
 		if errors.Is(err, errMoved) && attempt < 100 {
 			continue
 		}

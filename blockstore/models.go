@@ -15,10 +15,9 @@ import (
 // copy is replaced).
 func (s *Store) PutModel(data []byte) error {
 	id := modelid.Of(data)
-	return s.kvUpdate(func(txn kv.Txn) error {
-		intact := false
-		err := txn.View(modelKey(id), func(v []byte) error { intact = modelid.Of(v) == id; return nil })
-		if intact {
+	return s.update(func(txn kv.Txn) error {
+		v, err := txn.Get(modelKey(id), nil)
+		if err == nil && modelid.Of(v) == id {
 			return nil
 		}
 		if err != nil && !errors.Is(err, kv.ErrNotFound) {
@@ -32,11 +31,11 @@ func (s *Store) PutModel(data []byte) error {
 // longer match their id (damaged on disk): blocks of those models cannot decode until an
 // intact copy is put back (PutModel of the same file).
 func (s *Store) Models() (models [][]byte, damaged [][32]byte, err error) {
-	err = s.kvView(func(txn kv.Txn) error {
+	err = s.view(func(txn kv.Txn) error {
 		// Keys first, then each value on its own: a value that cannot be read marks its model
 		// damaged instead of ending the listing.
 		var ids [][32]byte
-		err := txn.ScanKeys([]byte{tagModel}, nil, func(k []byte) (bool, error) {
+		err := kv.ScanKeys(txn, []byte{tagModel}, nil, func(k []byte) (bool, error) {
 			var id [32]byte
 			copy(id[:], k[1:])
 			ids = append(ids, id)
@@ -46,7 +45,7 @@ func (s *Store) Models() (models [][]byte, damaged [][32]byte, err error) {
 			return err
 		}
 		for _, id := range ids {
-			v, err := txn.Get(append([]byte{tagModel}, id[:]...))
+			v, err := txn.Get(append([]byte{tagModel}, id[:]...), nil)
 			if err != nil || modelid.Of(v) != modelid.ID(id) {
 				damaged = append(damaged, id)
 				continue

@@ -22,32 +22,28 @@ const (
 
 // loadInode reads inode ino (ENOENT if there is none).
 func loadInode(txn kv.Txn, ino uint64) (Inode, error) {
-	var n Inode
-	err := txn.View(inodeKey(ino), func(v []byte) error {
-		var err error
-		n, err = unmarshalInode(ino, v)
-		return err
-	})
+	v, err := txn.Get(inodeKey(ino), nil)
 	if errors.Is(err, kv.ErrNotFound) {
 		return Inode{}, syscall.ENOENT
 	}
-	return n, err
+	if err != nil {
+		return Inode{}, err
+	}
+	return unmarshalInode(ino, v)
 }
 
 // saveInode stores n.
 func saveInode(txn kv.Txn, n *Inode) error { return txn.Set(inodeKey(n.Ino), n.marshal()) }
 
 func getDirent(txn kv.Txn, parent uint64, name string) (dirent, error) {
-	var d dirent
-	err := txn.View(direntKey(parent, name), func(v []byte) error {
-		var err error
-		d, err = unmarshalDirent(v)
-		return err
-	})
+	v, err := txn.Get(direntKey(parent, name), nil)
 	if errors.Is(err, kv.ErrNotFound) {
 		return dirent{}, syscall.ENOENT
 	}
-	return d, err
+	if err != nil {
+		return dirent{}, err
+	}
+	return unmarshalDirent(v)
 }
 
 // addEntry links child under parent as name. The caller stores parent afterwards.
@@ -108,7 +104,7 @@ func checkName(name string) error {
 func (s *Store) GetInode(ino uint64) (Inode, error) {
 	var n Inode
 	get := func() error {
-		return s.kvView(func(txn kv.Txn) error {
+		return s.view(func(txn kv.Txn) error {
 			var err error
 			n, err = loadInode(txn, ino)
 			return err
@@ -131,7 +127,7 @@ func (s *Store) Lookup(parent uint64, name string) (Inode, error) {
 		return Inode{}, syscall.ENAMETOOLONG
 	}
 	var d dirent
-	err := s.kvView(func(txn kv.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		var err error
 		d, err = getDirent(txn, parent, name)
 		return err
@@ -171,7 +167,7 @@ func (s *Store) Create(parent uint64, name string, nn NewNode) (Inode, error) {
 	}
 	ino := s.allocIno()
 	var child Inode
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		p, err := loadInode(txn, parent)
 		if err != nil {
 			return err
@@ -228,7 +224,7 @@ func (s *Store) Link(ino, newParent uint64, newName string) (Inode, error) {
 	}
 	s.settle(ino) // the attributes returned include every write that returned
 	var child Inode
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		var err error
 		child, err = loadInode(txn, ino)
 		if err != nil {
@@ -295,7 +291,7 @@ func (s *Store) Rmdir(parent uint64, name string) error {
 
 func (s *Store) remove(parent uint64, name string, dir bool) error {
 	var child Inode
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		p, err := loadInode(txn, parent)
 		if err != nil {
 			return err
@@ -339,7 +335,7 @@ func (s *Store) remove(parent uint64, name string, dir bool) error {
 
 func dirEmpty(txn kv.Txn, ino uint64) (bool, error) {
 	empty := true
-	err := txn.ScanKeys(inoPrefix(tagDirent, ino), nil, func([]byte) (bool, error) {
+	err := kv.ScanKeys(txn, inoPrefix(tagDirent, ino), nil, func([]byte) (bool, error) {
 		empty = false
 		return false, nil
 	})
@@ -356,7 +352,7 @@ func (s *Store) Rename(oldParent uint64, oldName string, newParent uint64, newNa
 		return syscall.EINVAL
 	}
 	var replaced uint64
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		replaced = 0
 		now := time.Now().UnixNano()
 		opv, err := loadInode(txn, oldParent)
@@ -536,11 +532,11 @@ type DirEntry struct {
 // ReadDir returns up to max entries of directory ino with cookies greater than after.
 func (s *Store) ReadDir(ino uint64, after uint64, max int) ([]DirEntry, error) {
 	var out []DirEntry
-	err := s.kvView(func(txn kv.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		if max <= 0 {
 			return nil
 		}
-		return txn.Scan(inoPrefix(tagDirOrder, ino), dirOrderKey(ino, after+1), func(k, v []byte) (bool, error) {
+		return kv.Scan(txn, inoPrefix(tagDirOrder, ino), dirOrderKey(ino, after+1), func(k, v []byte) (bool, error) {
 			if len(k) != 17 {
 				return true, nil // not a readdir slot (damage; fsck names it)
 			}
@@ -568,7 +564,7 @@ type AttrChange struct {
 func (s *Store) SetAttr(ino uint64, c AttrChange) (Inode, error) {
 	s.settle(ino) // a queued write must not land after (and undo) an explicit mtime
 	var n Inode
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		var err error
 		if n, err = loadInode(txn, ino); err != nil {
 			return err

@@ -63,7 +63,7 @@ func (s *Store) purgeOrphan(ino uint64) error {
 		return nil
 	}
 	isOrphan := false
-	err := s.kvView(func(txn kv.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		var err error
 		isOrphan, err = txn.Has(orphanKey(ino))
 		return err
@@ -76,7 +76,7 @@ func (s *Store) purgeOrphan(ino uint64) error {
 	}
 	s.cache.dropFrom(ino, 0)
 	var d Delta
-	err = s.kvUpdate(func(txn kv.Txn) error {
+	err = s.update(func(txn kv.Txn) error {
 		d = Delta{}
 		n, err := loadInode(txn, ino)
 		if err == nil {
@@ -108,7 +108,7 @@ func (s *Store) purgeOrphan(ino uint64) error {
 
 func deletePrefix(txn kv.Txn, prefix []byte) error {
 	var keys [][]byte
-	err := txn.ScanKeys(prefix, nil, func(k []byte) (bool, error) {
+	err := kv.ScanKeys(txn, prefix, nil, func(k []byte) (bool, error) {
 		keys = append(keys, bytes.Clone(k))
 		return true, nil
 	})
@@ -127,8 +127,8 @@ func deletePrefix(txn kv.Txn, prefix []byte) error {
 // handle was open, and truncations whose block deletion had not finished.
 func (s *Store) removeOrphans() error {
 	var orphans []uint64
-	err := s.kvView(func(txn kv.Txn) error {
-		return txn.ScanKeys([]byte{tagOrphan}, nil, func(k []byte) (bool, error) {
+	err := s.view(func(txn kv.Txn) error {
+		return kv.ScanKeys(txn, []byte{tagOrphan}, nil, func(k []byte) (bool, error) {
 			if len(k) == 9 {
 				orphans = append(orphans, binary.BigEndian.Uint64(k[1:]))
 			}
@@ -146,7 +146,7 @@ func (s *Store) removeOrphans() error {
 		if err := s.purgeGroups(ino, from); err != nil {
 			return err
 		}
-		if err := s.kvUpdate(func(txn kv.Txn) error { return txn.Delete(trimKey(ino)) }); err != nil {
+		if err := s.update(func(txn kv.Txn) error { return txn.Delete(trimKey(ino)) }); err != nil {
 			return err
 		}
 	}
@@ -165,8 +165,8 @@ func (s *Store) removeOrphans() error {
 // its 't' key (a group; a block in format 1).
 func (s *Store) trimMarks() (map[uint64]uint64, error) {
 	trims := map[uint64]uint64{}
-	err := s.kvView(func(txn kv.Txn) error {
-		return txn.Scan([]byte{tagTrim}, nil, func(k, v []byte) (bool, error) {
+	err := s.view(func(txn kv.Txn) error {
+		return kv.Scan(txn, []byte{tagTrim}, nil, func(k, v []byte) (bool, error) {
 			if len(k) == 9 && len(v) == 8 {
 				trims[binary.BigEndian.Uint64(k[1:])] = binary.BigEndian.Uint64(v)
 			}

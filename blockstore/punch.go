@@ -4,8 +4,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/codec"
 )
 
@@ -46,7 +45,7 @@ func (s *Store) ZeroRange(ino, off, n uint64, keepSize bool) (Inode, error) {
 	var f Inode
 	var edges []newBlock
 	gen := s.cache.generation()
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		var err error
 		if f, err = getFile(txn, ino); err != nil {
 			return err
@@ -79,7 +78,7 @@ func (s *Store) ZeroRange(ino, off, n uint64, keepSize bool) (Inode, error) {
 	}
 	now := time.Now().UnixNano()
 	var d Delta
-	err = s.updateData(func(txn *badger.Txn, sb *segBatch) error {
+	err = s.updateData(func(txn kv.Txn, sb *segBatch) error {
 		d = Delta{}
 		cur, err := getFile(txn, ino)
 		if err != nil {
@@ -101,7 +100,7 @@ func (s *Store) ZeroRange(ino, off, n uint64, keepSize bool) (Inode, error) {
 		cur.Mtime, cur.Ctime = now, now
 		cur.clearSetID()
 		f = cur
-		return putInode(txn, &cur)
+		return saveInode(txn, &cur)
 	})
 	if off < zend {
 		// Decoded blocks the cache holds are stale now (no read fills it while the lock is
@@ -123,7 +122,7 @@ func (s *Store) ZeroRange(ino, off, n uint64, keepSize bool) (Inode, error) {
 // bytes) covers in part: the old bytes with the range zeroed (nil record: the block is all
 // zeros now, a hole). A block whose stored bytes end before the range is left out (nothing
 // to change). Blocks covered up to the end of the file count as covered whole.
-func (s *Store) zeroEdges(txn *badger.Txn, ino, off, zend, size uint64, gen uint64) ([]newBlock, error) {
+func (s *Store) zeroEdges(txn kv.Txn, ino, off, zend, size uint64, gen uint64) ([]newBlock, error) {
 	if off >= zend {
 		return nil, nil
 	}

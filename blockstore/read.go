@@ -2,7 +2,7 @@
 // build on (blockAt).
 //
 // Contract: a read holds the inode's shared lock and first settles the inode's queued writes,
-// so it sees every write that returned; it reads one Badger snapshot (view retries on a fresh
+// so it sees every write that returned; it reads one snapshot (kv; view retries on a fresh
 // one when segment GC moved a group it read). A block is returned only if its record decodes
 // to bytes matching its CRC32C; otherwise the read fails with a BlockError (EIO) naming the
 // inode and block, and the rest of the store keeps serving. Reads change nothing on disk; the
@@ -18,8 +18,7 @@ import (
 	"errors"
 	"syscall"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
@@ -39,7 +38,7 @@ func (s *Store) ReadAtContext(ctx context.Context, ino uint64, dst []byte, off u
 	s.settle(ino)
 	n := 0
 	gen := s.cache.generation()
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		f, err := getFile(txn, ino)
 		if err != nil || off >= f.Size || len(dst) == 0 {
 			return err
@@ -59,7 +58,7 @@ func (s *Store) ReadAtContext(ctx context.Context, ino uint64, dst []byte, off u
 // read with one pread per run of adjacent entries (a sequential read: one per request). The
 // LM batch decodes in chunks, reads at lower offsets first (decodeorder.go). Call with the
 // inode's lock.
-func (s *Store) readRange(ctx context.Context, txn *badger.Txn, ino uint64, dst []byte, off uint64, gen uint64) error {
+func (s *Store) readRange(ctx context.Context, txn kv.Txn, ino uint64, dst []byte, off uint64, gen uint64) error {
 	end := off + uint64(len(dst))
 	first, last := blockRange(off, uint64(len(dst)))
 	// part is the piece of dst block b covers and where in the block it starts.
@@ -117,9 +116,11 @@ func (s *Store) readRange(ctx context.Context, txn *badger.Txn, ino uint64, dst 
 		r groupRef
 	}
 	var refs []refRead
+	bp := valueBufs.Get().(*[]byte)
+	defer valueBufs.Put(bp)
 	for g := first / GroupBlocks; g <= last/GroupBlocks; g++ {
-		item, err := txn.Get(groupKey(ino, g))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		v, err := getStored(txn, groupKey(ino, g), bp)
+		if errors.Is(err, kv.ErrNotFound) {
 			lo, hi := max(first, g*GroupBlocks), min(last, g*GroupBlocks+GroupBlocks-1)
 			for b := lo; b <= hi; b++ {
 				out, _ := part(b)
@@ -130,21 +131,18 @@ func (s *Store) readRange(ctx context.Context, txn *badger.Txn, ino uint64, dst 
 		if err != nil {
 			return err
 		}
-		err = item.Value(func(v []byte) error {
-			if !isRef(v) {
-				return fillGroup(g, v)
+		if !isRef(v) {
+			if err := fillGroup(g, v); err != nil {
+				return err
 			}
-			r, err := parseRef(v)
-			if err != nil {
-				return s.blockError(ino, g*GroupBlocks, err)
-			}
-			r.summary = nil // not needed; v is not valid after the callback
-			refs = append(refs, refRead{g, r})
-			return nil
-		})
-		if err != nil {
-			return err
+			continue
 		}
+		r, err := parseRef(v)
+		if err != nil {
+			return s.blockError(ino, g*GroupBlocks, err)
+		}
+		r.summary = nil // not needed; v's memory is reused for the next group
+		refs = append(refs, refRead{g, r})
 	}
 	for i := 0; i < len(refs); {
 		// A run of entries that lie one after the other in one segment.
@@ -234,20 +232,22 @@ func fill(out, data []byte, at uint64) {
 
 // blockAt returns the content of block blk of ino (nil for a hole). The result may be shared
 // with the cache: never modify it. Call with the inode's lock; gen as for blockCache.put.
-func (s *Store) blockAt(txn *badger.Txn, ino, blk uint64, gen uint64) ([]byte, error) {
+func (s *Store) blockAt(txn kv.Txn, ino, blk uint64, gen uint64) ([]byte, error) {
 	if data, ok := s.cache.get(ino, blk); ok {
 		return data, nil
 	}
 	g, slot := groupOf(blk)
-	item, err := txn.Get(groupKey(ino, g))
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	bp := valueBufs.Get().(*[]byte)
+	defer valueBufs.Put(bp)
+	stored, err := getStored(txn, groupKey(ino, g), bp)
+	if errors.Is(err, kv.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	var rec []byte
-	err = s.withGroup(item, ino, g, func(v []byte) error {
+	err = s.withGroup(stored, ino, g, func(v []byte) error {
 		grp, err := parseGroup(v)
 		if err != nil {
 			return s.blockError(ino, blk, err)
@@ -276,33 +276,31 @@ func (s *Store) SeekData(ino, off uint64, hole bool) (uint64, error) {
 	defer l.RUnlock()
 	s.settle(ino)
 	var res uint64
-	err := s.db.View(func(txn *badger.Txn) error {
-		n, err := getInode(txn, ino)
+	err := s.viewOnce(func(txn kv.Txn) error {
+		n, err := loadInode(txn, ino)
 		if err != nil {
 			return err
 		}
 		if off >= n.Size {
 			return syscall.ENXIO
 		}
-		o := badger.DefaultIteratorOptions
-		prefix := inoPrefix(tagGroup, ino)
-		o.Prefix = prefix
-		it := txn.NewIterator(o)
+		it := txn.Iterate(kv.IterOptions{Prefix: inoPrefix(tagGroup, ino), Prefetch: true})
 		defer it.Close()
 		b := off / bs // the block being looked at
-		for it.Seek(groupKey(ino, b/GroupBlocks)); it.ValidForPrefix(prefix); it.Next() {
-			_, g := decodeU64U64(it.Item().Key())
+		var v []byte
+		for it.Seek(groupKey(ino, b/GroupBlocks)); it.Valid(); it.Next() {
+			_, g := decodeU64U64(it.Key())
 			if g*GroupBlocks > b {
 				if hole {
 					break // a missing group before this one: b is a hole
 				}
 				b = g * GroupBlocks
 			}
-			var isHole [GroupBlocks]bool
-			if err := it.Item().Value(func(v []byte) error {
-				isHole, err = holes(v)
-				return err
-			}); err != nil {
+			if v, err = it.Value(v); err != nil {
+				return s.blockError(ino, g*GroupBlocks, err)
+			}
+			isHole, err := holes(v)
+			if err != nil {
 				return s.blockError(ino, g*GroupBlocks, err)
 			}
 			for ; b < (g+1)*GroupBlocks; b++ {

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // FuzzInodeRecord: inode records (inode.go).
@@ -117,14 +117,12 @@ func FuzzStoreRecords(f *testing.F) {
 		}
 		var old []byte
 		had := false
-		err := s.db.Update(func(txn *badger.Txn) error {
-			item, err := txn.Get(k)
+		err := kv.UpdateOnce(s.db, func(txn kv.Txn) error {
+			v, err := txn.Get(k, nil)
 			if err == nil {
 				had = true
-				if old, err = item.ValueCopy(nil); err != nil {
-					return err
-				}
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				old = v
+			} else if !errors.Is(err, kv.ErrNotFound) {
 				return err
 			}
 			return txn.Set(bytes.Clone(k), bytes.Clone(v))
@@ -133,7 +131,7 @@ func FuzzStoreRecords(f *testing.F) {
 			return
 		}
 		defer func() {
-			err := s.db.Update(func(txn *badger.Txn) error {
+			err := kv.UpdateOnce(s.db, func(txn kv.Txn) error {
 				if had {
 					return txn.Set(bytes.Clone(k), old)
 				}

@@ -7,8 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/blockstore/segment"
 )
 
@@ -205,23 +204,21 @@ func (s *Store) moveEntries(id uint32, es []segEntry) (intact bool, err error) {
 			}
 			payloads[k] = p
 		}
-		err := s.updateData(func(txn *badger.Txn, sb *segBatch) error {
+		err := s.updateData(func(txn kv.Txn, sb *segBatch) error {
+			var cur []byte
 			for k, e := range chunk {
 				if payloads[k] == nil {
 					continue
 				}
-				item, err := txn.Get(e.key)
-				if errors.Is(err, badger.ErrKeyNotFound) {
+				var err error
+				cur, err = txn.Get(e.key, cur)
+				if errors.Is(err, kv.ErrNotFound) {
 					continue
 				}
 				if err != nil {
 					return err
 				}
-				same := false
-				if err := item.Value(func(v []byte) error { same = bytes.Equal(v, e.stored); return nil }); err != nil {
-					return err
-				}
-				if !same {
+				if !bytes.Equal(cur, e.stored) {
 					continue // replaced meanwhile
 				}
 				ino, g := decodeU64U64(e.key)
@@ -242,25 +239,22 @@ func (s *Store) moveEntries(id uint32, es []segEntry) (intact bool, err error) {
 	return intact, nil
 }
 
-// scanRefs calls fn for every group key that holds a segment reference.
+// scanRefs calls fn for every group key that holds a segment reference; k and v (and r's
+// summary) are valid only during fn.
 func (s *Store) scanRefs(fn func(k, v []byte, r groupRef)) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		o := badger.DefaultIteratorOptions
-		o.Prefix = []byte{tagGroup}
-		it := txn.NewIterator(o)
+	return s.viewOnce(func(txn kv.Txn) error {
+		it := txn.Iterate(kv.IterOptions{Prefix: []byte{tagGroup}, Prefetch: true})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			err := item.Value(func(v []byte) error {
-				if isRef(v) {
-					if r, err := parseRef(v); err == nil {
-						fn(item.Key(), v, r)
-					}
-				}
-				return nil
-			})
-			if err != nil {
+		var v []byte
+		for it.Seek(nil); it.Valid(); it.Next() {
+			var err error
+			if v, err = it.Value(v); err != nil {
 				return err
+			}
+			if isRef(v) {
+				if r, err := parseRef(v); err == nil {
+					fn(it.Key(), v, r)
+				}
 			}
 		}
 		return nil

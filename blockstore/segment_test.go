@@ -10,8 +10,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
@@ -54,12 +53,9 @@ func mixedData(seed int64, n int) []byte {
 func storedValue(t *testing.T, s *Store, ino, g uint64) []byte {
 	t.Helper()
 	var v []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(groupKey(ino, g))
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
+	err := kv.View(s.db, func(txn kv.Txn) error {
+		var err error
+		v, err = txn.Get(groupKey(ino, g), nil)
 		return err
 	})
 	if err != nil {
@@ -116,7 +112,7 @@ func TestSegmentDamage(t *testing.T) {
 	writeFile(t, s, ino, data)
 	// Group 1's key now holds group 2's reference: same sizes, valid entry, wrong group.
 	v2 := storedValue(t, s, ino, 2)
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(groupKey(ino, 1), v2) }); err != nil {
+	if err := kv.UpdateOnce(s.db, func(txn kv.Txn) error { return txn.Set(groupKey(ino, 1), v2) }); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 4096)

@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
@@ -31,7 +30,7 @@ const inlineMax = 2048 // group values up to this stay Badger values (small file
 // errMoved: the segment a reference points to was rewritten by GC after the reader's
 // transaction started. It wraps ErrConflict, so the operation is retried on a new snapshot,
 // which has the new reference.
-var errMoved = fmt.Errorf("%w: data segment rewritten meanwhile", badger.ErrConflict)
+var errMoved = fmt.Errorf("%w: data segment rewritten meanwhile", kv.ErrConflict)
 
 // segErr turns the segment package's errors into the store's: a deleted segment is errMoved
 // (retry on a new snapshot), a damaged one codec.ErrCorrupt (EIO).

@@ -51,6 +51,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
+	"lmfs/blockstore/kv"
 	"lmfs/blockstore/segment"
 	"lmfs/codec"
 )
@@ -131,8 +132,11 @@ type Options struct {
 
 // Store is an open lmfs store. Its methods are safe for concurrent use.
 type Store struct {
-	dir    string
-	db     *badger.DB
+	dir string
+	// db is the metadata keyspace: every key is read and written through it (package kv).
+	// engine is the same database as Badger, for the engine's own maintenance only (gc.go).
+	db     kv.DB
+	engine *kv.Badger
 	opts   Options
 	log    *slog.Logger
 	format Format
@@ -210,6 +214,10 @@ func openStore(dir string, opts Options) (*Store, error) {
 		// within the free-space reserve (space.go).
 		pre = startPrealloc(dir, map[string]int64{".vlog": valueLogFileSize + 1<<20})
 	}
+	// Engine level: Badger's options and its open. From here on the store reads and writes
+	// keys only through kv (s.db); Badger itself is named again only for its maintenance
+	// (gc.go, through s.engine), its files' checks (tablecheck.go, vlogcheck.go, space.go)
+	// and, below, the open errors and its log.
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // block records are already compressed
@@ -252,7 +260,8 @@ func openStore(dir string, opts Options) (*Store, error) {
 			}
 		}
 	}
-	s := &Store{dir: dir, db: db, prealloc: pre, opts: opts, log: opts.Logger, opens: map[uint64]int{}, writeErrs: map[uint64]error{}}
+	engine := kv.NewBadger(db)
+	s := &Store{dir: dir, db: engine, engine: engine, prealloc: pre, opts: opts, log: opts.Logger, opens: map[uint64]int{}, writeErrs: map[uint64]error{}}
 	if !opts.ReadOnly {
 		s.space = spaceGuard{dir: dir, reserve: spaceReserve(bo)}
 	}
@@ -465,7 +474,7 @@ func (s *Store) init(created bool) error {
 		} else {
 			root.Uid, root.Gid = uint32(os.Getuid()), uint32(os.Getgid())
 		}
-		err := s.db.Update(func(txn *badger.Txn) error {
+		err := kv.UpdateOnce(s.db, func(txn kv.Txn) error {
 			if err := txn.Set([]byte{tagFormat}, fb); err != nil {
 				return err
 			}
@@ -482,12 +491,12 @@ func (s *Store) init(created bool) error {
 		s.next = RootIno + 1
 		return s.saveCounters(false)
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte{tagFormat})
+	err := kv.View(s.db, func(txn kv.Txn) error {
+		v, err := txn.Get([]byte{tagFormat}, nil)
 		if err != nil {
 			return fmt.Errorf("%w (no format record: %v)", ErrNotStore, err)
 		}
-		return item.Value(func(v []byte) error { return json.Unmarshal(v, &s.format) })
+		return json.Unmarshal(v, &s.format)
 	})
 	if err != nil {
 		return err
@@ -519,10 +528,10 @@ func (s *Store) init(created bool) error {
 // emptyDB reports whether the database holds no key at all.
 func (s *Store) emptyDB() (bool, error) {
 	empty := false
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{})
+	err := kv.View(s.db, func(txn kv.Txn) error {
+		it := txn.Iterate(kv.IterOptions{})
 		defer it.Close()
-		it.Rewind()
+		it.Seek(nil)
 		empty = !it.Valid()
 		return nil
 	})
@@ -617,23 +626,49 @@ func (s *Store) Dir() string { return s.dir }
 // Format returns the store's identity record.
 func (s *Store) Format() Format { return s.format }
 
-// update runs fn in a read-write transaction, retrying on conflicts with concurrent ones.
-func (s *Store) update(fn func(txn *badger.Txn) error) error {
+// update runs fn in a read-write transaction, retrying on conflicts with concurrent ones
+// (and on errMoved, which matches kv.ErrConflict). fn is called here, not handed to an
+// interface: the closures of the data path's callers stay on their stacks.
+func (s *Store) update(fn func(txn kv.Txn) error) error {
 	if s.opts.ReadOnly {
 		return syscall.EROFS
 	}
 	for attempt := 0; ; attempt++ {
 		s.gate.RLock() // see gc.go
-		err := s.db.Update(fn)
+		err := s.updateOnce(fn)
 		s.gate.RUnlock()
-		if errors.Is(err, badger.ErrConflict) && attempt < 1000 {
+		if errors.Is(err, kv.ErrConflict) && attempt < 1000 {
 			continue
 		}
-		if errors.Is(err, badger.ErrTxnTooBig) {
+		if errors.Is(err, kv.ErrTooBig) {
 			return fmt.Errorf("%w: %v", syscall.EFBIG, err)
 		}
 		return err
 	}
+}
+
+// updateOnce is one attempt of update (kv.UpdateOnce, with fn called directly).
+func (s *Store) updateOnce(fn func(txn kv.Txn) error) error {
+	txn, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer txn.Discard()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	return txn.Commit()
+}
+
+// viewOnce runs fn in a read-only transaction (kv.View, with fn called directly); view
+// (groupio.go) retries it when a data segment moved.
+func (s *Store) viewOnce(fn func(txn kv.Txn) error) error {
+	txn, err := s.db.Begin(false)
+	if err != nil {
+		return err
+	}
+	defer txn.Discard()
+	return fn(txn)
 }
 
 // badgerLogger routes Badger's chatter to slog at debug level (warnings and errors stay visible).

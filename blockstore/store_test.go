@@ -251,12 +251,14 @@ func TestCorruptBlockIsEIO(t *testing.T) {
 	}
 	// Flip one payload byte of block 1 behind the store's back.
 	key, slot := GroupKey(ino, 1)
-	txn := s.db.NewTransaction(true)
-	item, err := txn.Get(key)
+	txn, err := s.db.Begin(true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := item.ValueCopy(nil)
+	v, err := txn.Get(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if v, err = s.groupValue(ino, 0, v); err != nil { // stored back inline below
 		t.Fatal(err)
 	}

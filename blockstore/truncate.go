@@ -11,10 +11,10 @@
 package blockstore
 
 import (
+	"bytes"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/codec"
 )
 
@@ -27,7 +27,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 	var n Inode
 	var tail []byte // the new last block's record when the cut falls inside a block
 	gen := s.cache.generation()
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		var err error
 		if n, err = getFile(txn, ino); err != nil {
 			return err
@@ -56,9 +56,9 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 	now := time.Now().UnixNano()
 	var d Delta
 	purge := false
-	err = s.updateData(func(txn *badger.Txn, sb *segBatch) error {
+	err = s.updateData(func(txn kv.Txn, sb *segBatch) error {
 		d = Delta{}
-		cur, err := getInode(txn, ino)
+		cur, err := loadInode(txn, ino)
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 		cur.Size = size
 		cur.Mtime, cur.Ctime = now, now
 		n = cur
-		return putInode(txn, &cur)
+		return saveInode(txn, &cur)
 	})
 	s.cache.dropFrom(ino, size/bs)
 	if err != nil {
@@ -102,7 +102,7 @@ func (s *Store) Truncate(ino uint64, size uint64) (Inode, error) {
 		if err := s.purgeGroups(ino, from); err != nil {
 			return n, err
 		}
-		if err := s.update(func(txn *badger.Txn) error { return txn.Delete(trimKey(ino)) }); err != nil {
+		if err := s.update(func(txn kv.Txn) error { return txn.Delete(trimKey(ino)) }); err != nil {
 			return n, err
 		}
 	}
@@ -118,23 +118,22 @@ func (s *Store) purgeGroupRange(ino, from, to uint64) error {
 	for {
 		var d Delta
 		done := false
-		err := s.update(func(txn *badger.Txn) error {
+		err := s.update(func(txn kv.Txn) error {
 			d = Delta{}
-			o := badger.DefaultIteratorOptions
-			prefix := inoPrefix(tagGroup, ino)
-			o.Prefix = prefix
-			it := txn.NewIterator(o)
+			it := txn.Iterate(kv.IterOptions{Prefix: inoPrefix(tagGroup, ino), Prefetch: true})
 			var keys [][]byte
-			for it.Seek(groupKey(ino, from)); it.ValidForPrefix(prefix) && len(keys) < purgeGroups; it.Next() {
-				item := it.Item()
-				if _, g := decodeU64U64(item.Key()); g >= to {
+			var v []byte
+			for it.Seek(groupKey(ino, from)); it.Valid() && len(keys) < purgeGroups; it.Next() {
+				if _, g := decodeU64U64(it.Key()); g >= to {
 					break
 				}
-				if err := item.Value(func(v []byte) error { d.addFileGroup(ino, v, -1); return nil }); err != nil {
+				var err error
+				if v, err = it.Value(v); err != nil {
 					it.Close()
 					return err
 				}
-				keys = append(keys, item.KeyCopy(nil))
+				d.addFileGroup(ino, v, -1)
+				keys = append(keys, bytes.Clone(it.Key()))
 			}
 			it.Close()
 			done = len(keys) < purgeGroups

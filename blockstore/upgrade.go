@@ -41,7 +41,7 @@ func (s *Store) upgradeV1() error {
 		}
 	}
 	// Leftovers: pending marks of blocks that are gone, finished truncations; then the format.
-	err = s.kvUpdate(func(txn kv.Txn) error {
+	err = s.update(func(txn kv.Txn) error {
 		for _, tag := range []byte{tagPendingV1, tagTrim} {
 			if err := deletePrefix(txn, []byte{tag}); err != nil {
 				return err
@@ -60,7 +60,7 @@ func (s *Store) upgradeV1() error {
 func (s *Store) recordFormat() error {
 	s.format.Version = FormatVersion
 	fb, _ := json.Marshal(s.format)
-	if err := s.kvUpdate(func(txn kv.Txn) error { return txn.Set([]byte{tagFormat}, fb) }); err != nil {
+	if err := s.update(func(txn kv.Txn) error { return txn.Set([]byte{tagFormat}, fb) }); err != nil {
 		return fmt.Errorf("record store format: %w", err)
 	}
 	if err := s.db.Sync(); err != nil {
@@ -75,9 +75,9 @@ func (s *Store) upgradeSome(trims map[uint64]uint64) (bool, error) {
 	var order []gkey
 	groups := map[gkey]*group{}
 	var olds [][]byte // the format-1 keys converted
-	err := s.kvView(func(txn kv.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		var last gkey
-		return txn.Scan([]byte{tagBlockV1}, nil, func(k, v []byte) (bool, error) {
+		return kv.Scan(txn, []byte{tagBlockV1}, nil, func(k, v []byte) (bool, error) {
 			k = bytes.Clone(k)
 			if len(k) != 17 {
 				olds = append(olds, k) // malformed: nothing to keep
@@ -108,7 +108,7 @@ func (s *Store) upgradeSome(trims map[uint64]uint64) (bool, error) {
 	if err != nil || len(olds) == 0 {
 		return len(olds) == 0, err
 	}
-	err = s.kvUpdate(func(txn kv.Txn) error {
+	err = s.update(func(txn kv.Txn) error {
 		for _, k := range olds {
 			if err := txn.Delete(k); err != nil {
 				return err

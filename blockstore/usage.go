@@ -5,7 +5,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // What a file or a tree takes in the store: st_blocks (du on the mount shows what compression
@@ -165,7 +165,7 @@ func (s *Store) FileStored(ino, size uint64) (int64, error) {
 		return v, nil
 	}
 	var d Delta
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.viewOnce(func(txn kv.Txn) error {
 		d = Delta{}
 		return fileUsage(txn, ino, &d)
 	})
@@ -177,33 +177,35 @@ func (s *Store) FileStored(ino, size uint64) (int64, error) {
 // smallFileStored is FileStored for a file of one group at most.
 func (s *Store) smallFileStored(ino uint64) (int64, error) {
 	var d Delta
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(groupKey(ino, 0))
-		if errors.Is(err, badger.ErrKeyNotFound) {
+	err := s.viewOnce(func(txn kv.Txn) error {
+		bp := valueBufs.Get().(*[]byte)
+		defer valueBufs.Put(bp)
+		v, err := getStored(txn, groupKey(ino, 0), bp)
+		if errors.Is(err, kv.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error { d.addGroup(v, 1); return nil })
+		d.addGroup(v, 1)
+		return nil
 	})
 	return d.storedBytes(), err
 }
 
 // fileUsage adds the records of file ino's block groups to d.
-func fileUsage(txn *badger.Txn, ino uint64, d *Delta) error {
-	o := badger.DefaultIteratorOptions
+func fileUsage(txn kv.Txn, ino uint64, d *Delta) error {
 	// Group keys hold inline values (small files) or segment references (113 bytes, kept in
 	// the LSM tree): read as the iteration gets there, without prefetch goroutines.
-	o.PrefetchValues = false
-	prefix := inoPrefix(tagGroup, ino)
-	o.Prefix = prefix
-	it := txn.NewIterator(o)
+	it := txn.Iterate(kv.IterOptions{Prefix: inoPrefix(tagGroup, ino)})
 	defer it.Close()
-	for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
-		if err := it.Item().Value(func(v []byte) error { d.addGroup(v, 1); return nil }); err != nil {
+	var v []byte
+	for it.Seek(nil); it.Valid(); it.Next() {
+		var err error
+		if v, err = it.Value(v); err != nil {
 			return err
 		}
+		d.addGroup(v, 1)
 	}
 	return nil
 }
@@ -218,7 +220,7 @@ type Usage = Counters
 func (s *Store) TreeUsage(ino uint64) (Usage, error) {
 	s.settleAll()
 	var d Delta
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.viewOnce(func(txn kv.Txn) error {
 		d = Delta{}
 		seen := map[uint64]bool{}
 		stack := []uint64{ino}
@@ -229,7 +231,7 @@ func (s *Store) TreeUsage(ino uint64) (Usage, error) {
 				continue
 			}
 			seen[cur] = true
-			n, err := getInode(txn, cur)
+			n, err := loadInode(txn, cur)
 			if err != nil {
 				if cur != ino && errors.Is(err, syscall.ENOENT) {
 					continue // an entry whose inode is gone (fsck names it)
@@ -260,23 +262,19 @@ func (s *Store) TreeUsage(ino uint64) (Usage, error) {
 }
 
 // childInodes lists the inodes directory ino's entries name.
-func childInodes(txn *badger.Txn, ino uint64) ([]uint64, error) {
-	o := badger.DefaultIteratorOptions
-	prefix := inoPrefix(tagDirent, ino)
-	o.Prefix = prefix
-	it := txn.NewIterator(o)
+func childInodes(txn kv.Txn, ino uint64) ([]uint64, error) {
+	it := txn.Iterate(kv.IterOptions{Prefix: inoPrefix(tagDirent, ino), Prefetch: true})
 	defer it.Close()
 	var out []uint64
-	for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
-		err := it.Item().Value(func(v []byte) error {
-			if de, err := unmarshalDirent(v); err == nil {
-				out = append(out, de.Ino)
-			}
-			return nil // a damaged entry is fsck's to name
-		})
-		if err != nil {
+	var v []byte
+	for it.Seek(nil); it.Valid(); it.Next() {
+		var err error
+		if v, err = it.Value(v); err != nil {
 			return nil, err
 		}
+		if de, err := unmarshalDirent(v); err == nil {
+			out = append(out, de.Ino)
+		} // a damaged entry is fsck's to name
 	}
 	return out, nil
 }

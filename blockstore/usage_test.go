@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // BenchmarkFileStoredScan measures what FileStored costs without its cache (one Badger
@@ -46,7 +46,7 @@ func BenchmarkFileStoredScan(b *testing.B) {
 			b.Run("scan", func(b *testing.B) {
 				for b.Loop() {
 					var d Delta
-					if err := s.db.View(func(txn *badger.Txn) error { return fileUsage(txn, n.Ino, &d) }); err != nil {
+					if err := kv.View(s.db, func(txn kv.Txn) error { return fileUsage(txn, n.Ino, &d) }); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -73,7 +73,7 @@ func BenchmarkFileStoredScan(b *testing.B) {
 func scanStored(t *testing.T, s *Store, ino uint64) int64 {
 	t.Helper()
 	var d Delta
-	if err := s.db.View(func(txn *badger.Txn) error { return fileUsage(txn, ino, &d) }); err != nil {
+	if err := kv.View(s.db, func(txn kv.Txn) error { return fileUsage(txn, ino, &d) }); err != nil {
 		t.Fatal(err)
 	}
 	return d.storedBytes()

@@ -14,8 +14,7 @@ package blockstore
 import (
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"lmfs/blockstore/kv"
 	"lmfs/codec"
 )
 
@@ -94,7 +93,7 @@ func (s *Store) writeChunk(ino uint64, data []byte, off uint64) error {
 	defer l.Unlock()
 	s.settle(ino)
 	gen := s.cache.generation()
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		n, err := getFile(txn, ino)
 		if err != nil {
 			return err

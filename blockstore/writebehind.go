@@ -19,7 +19,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/dgraph-io/badger/v4"
+	"lmfs/blockstore/kv"
 )
 
 // writeReq is one write waiting to be committed.
@@ -155,7 +155,7 @@ func prepareCommit(batch []*writeReq) *commit {
 }
 
 // apply writes the batch into txn (group values bound for a data segment into sb).
-func (s *Store) apply(c *commit, txn *badger.Txn, sb *segBatch) error {
+func (s *Store) apply(c *commit, txn kv.Txn, sb *segBatch) error {
 	c.d = Delta{}
 	for _, ino := range c.inos {
 		cur, err := getFile(txn, ino)
@@ -172,7 +172,7 @@ func (s *Store) apply(c *commit, txn *badger.Txn, sb *segBatch) error {
 		// The time of the batch's last write of the file (settle orders explicit times after it).
 		cur.Mtime, cur.Ctime = c.mtimes[ino], max(cur.Ctime, c.mtimes[ino])
 		cur.clearSetID()
-		if err := putInode(txn, &cur); err != nil {
+		if err := saveInode(txn, &cur); err != nil {
 			return err
 		}
 	}
@@ -185,9 +185,13 @@ func (s *Store) startCommit(c *commit) {
 		c.done <- syscall.EROFS
 		return
 	}
-	txn := s.db.NewTransaction(true)
 	c.sb = s.segBatch()
-	err := s.apply(c, txn, c.sb)
+	txn, err := s.db.Begin(true)
+	if err != nil {
+		c.done <- err
+		return
+	}
+	err = s.apply(c, txn, c.sb)
 	if err == nil {
 		// The segment entries go out before the transaction that references them (here, in
 		// the committer, while Badger's write goroutine lands the previous batch).
@@ -199,7 +203,7 @@ func (s *Store) startCommit(c *commit) {
 		return
 	}
 	s.gate.RLock() // see gc.go: no commit is queued while Badger is blocked for a flush
-	txn.CommitWith(func(err error) { c.done <- err })
+	txn.CommitAsync(c.done)
 	s.gate.RUnlock()
 }
 
@@ -209,8 +213,8 @@ func (s *Store) startCommit(c *commit) {
 func (s *Store) finishCommit(c *commit) {
 	err := <-c.done
 	c.sb.release()
-	if errors.Is(err, badger.ErrConflict) || errors.Is(err, badger.ErrBlockedWrites) {
-		err = s.updateData(func(txn *badger.Txn, sb *segBatch) error { return s.apply(c, txn, sb) })
+	if errors.Is(err, kv.ErrConflict) || errors.Is(err, kv.ErrBlocked) {
+		err = s.updateData(func(txn kv.Txn, sb *segBatch) error { return s.apply(c, txn, sb) })
 	}
 	// Decoded LM blocks the cache holds for these blocks are stale now (and reads that
 	// started before this commit must not put theirs back: see blockCache.gen).
@@ -233,7 +237,7 @@ func (s *Store) finishCommit(c *commit) {
 		return
 	}
 	if err != nil {
-		if errors.Is(err, badger.ErrTxnTooBig) {
+		if errors.Is(err, kv.ErrTooBig) {
 			err = fmt.Errorf("%w: %v", syscall.EFBIG, err)
 		}
 		s.log.Error("write failed after it was accepted: reported at the next fsync or close", "inode", c.inos[0], "err", err)

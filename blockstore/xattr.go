@@ -61,8 +61,8 @@ func (x *secXattrs) forget(ino uint64) {
 
 // loadSecXattrs finds the inodes with security.* attributes (keys only: cheap at open).
 func (s *Store) loadSecXattrs() error {
-	return s.kvView(func(txn kv.Txn) error {
-		return txn.ScanKeys([]byte{tagXattr}, nil, func(k []byte) (bool, error) {
+	return s.view(func(txn kv.Txn) error {
+		return kv.ScanKeys(txn, []byte{tagXattr}, nil, func(k []byte) (bool, error) {
 			if len(k) > 9 && strings.HasPrefix(string(k[9:]), securityPrefix) {
 				s.secX.add(binary.BigEndian.Uint64(k[1:9]), 1)
 			}
@@ -77,12 +77,12 @@ func (s *Store) GetXattr(ino uint64, name string) ([]byte, error) {
 		return nil, syscall.ENODATA
 	}
 	var v []byte
-	err := s.kvView(func(txn kv.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		if _, err := loadInode(txn, ino); err != nil {
 			return err
 		}
 		var err error
-		v, err = txn.Get(xattrKey(ino, name))
+		v, err = txn.Get(xattrKey(ino, name), nil)
 		if errors.Is(err, kv.ErrNotFound) {
 			return syscall.ENODATA
 		}
@@ -116,7 +116,7 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 		return err
 	}
 	exists := false
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		n, err := loadInode(txn, ino)
 		if err != nil {
 			return err
@@ -164,29 +164,29 @@ func (s *Store) SetXattr(ino uint64, name string, value []byte, flags uint32) er
 // getACL reads ACL attribute name of ino (nil if it has none). A stored ACL that does not
 // parse is corruption: the error says which inode.
 func getACL(txn kv.Txn, ino uint64, name string) (acl, error) {
-	var a acl
-	err := txn.View(xattrKey(ino, name), func(v []byte) error {
-		var perr error
-		if a, perr = parseACL(v); perr != nil {
-			return fmt.Errorf("inode %d: stored %s: %v", ino, name, perr) // not EINVAL: corruption
-		}
-		return nil
-	})
+	v, err := txn.Get(xattrKey(ino, name), nil)
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, nil
 	}
-	return a, err
+	if err != nil {
+		return nil, err
+	}
+	a, err := parseACL(v)
+	if err != nil {
+		return nil, fmt.Errorf("inode %d: stored %s: %v", ino, name, err) // not EINVAL: corruption
+	}
+	return a, nil
 }
 
 // ListXattr returns the attribute names of ino.
 func (s *Store) ListXattr(ino uint64) ([]string, error) {
 	var names []string
-	err := s.kvView(func(txn kv.Txn) error {
+	err := s.view(func(txn kv.Txn) error {
 		if _, err := loadInode(txn, ino); err != nil {
 			return err
 		}
 		prefix := inoPrefix(tagXattr, ino)
-		return txn.ScanKeys(prefix, nil, func(k []byte) (bool, error) {
+		return kv.ScanKeys(txn, prefix, nil, func(k []byte) (bool, error) {
 			names = append(names, string(k[len(prefix):]))
 			return true, nil
 		})
@@ -196,7 +196,7 @@ func (s *Store) ListXattr(ino uint64) ([]string, error) {
 
 // RemoveXattr deletes attribute name of ino (ENODATA if absent).
 func (s *Store) RemoveXattr(ino uint64, name string) error {
-	err := s.kvUpdate(func(txn kv.Txn) error {
+	err := s.update(func(txn kv.Txn) error {
 		n, err := loadInode(txn, ino)
 		if err != nil {
 			return err

@@ -11,38 +11,22 @@ import (
 // open sets its options: sync writes, value threshold, read-only). Badger provides what the
 // contract asks: snapshot reads at the transaction's start timestamp, and a commit that fails
 // with a conflict when a key the transaction read has a newer committed version.
+//
+// Besides DB it offers the engine's own maintenance (memtable flush, LSM flattening,
+// value-log GC), which the store runs in the background (gc.go) and no other engine needs in
+// this form.
 type Badger struct{ db *badger.DB }
 
 // NewBadger wraps an open Badger database.
 func NewBadger(db *badger.DB) *Badger { return &Badger{db: db} }
 
-// Raw is the Badger database, for engine-specific maintenance only (value-log GC, flushing
-// memtables, the table check); code that reads or writes keys goes through DB.
-func (b *Badger) Raw() *badger.DB { return b.db }
-
-// maxAttempts bounds Update's retries on conflict; conflicts come from concurrent writers to
-// the same keys and clear in a few attempts.
-const maxAttempts = 1000
-
-// View runs fn in a read-only transaction.
-func (b *Badger) View(fn func(Txn) error) error {
-	return mapErr(b.db.View(func(t *badger.Txn) error { return fn(badgerTxn{t}) }))
-}
-
-// Update runs fn in a read-write transaction, again on a new snapshot while the commit
-// conflicts (or fn returns an error matching ErrConflict), up to maxAttempts.
-func (b *Badger) Update(fn func(Txn) error) error {
-	for attempt := 1; ; attempt++ {
-		err := b.db.Update(func(t *badger.Txn) error { return fn(badgerTxn{t}) })
-		if attempt < maxAttempts && (errors.Is(err, badger.ErrConflict) || errors.Is(err, ErrConflict)) {
-			continue
-		}
-		return mapErr(err)
+// Begin starts a transaction (read-write with update).
+func (b *Badger) Begin(update bool) (Batch, error) {
+	if b.db.IsClosed() {
+		return nil, mapErr(badger.ErrDBClosed)
 	}
+	return badgerTxn{b.db.NewTransaction(update)}, nil
 }
-
-// Begin starts a read-write transaction the caller commits.
-func (b *Badger) Begin() Batch { return badgerBatch{badgerTxn{b.db.NewTransaction(true)}} }
 
 // Sync writes Badger's value log and memtable-backing files to disk.
 func (b *Badger) Sync() error { return mapErr(b.db.Sync()) }
@@ -50,40 +34,41 @@ func (b *Badger) Sync() error { return mapErr(b.db.Sync()) }
 // Close closes the database.
 func (b *Badger) Close() error { return mapErr(b.db.Close()) }
 
-// BadgerTxn lets code that still holds a *badger.Txn call code that takes a Txn (the store
-// is moving to this package file by file; see README "Scaling out"). Free: no allocation.
-func BadgerTxn(t *badger.Txn) Txn { return badgerTxn{t} }
-
-// RawTxn is the inverse of BadgerTxn, for converted code that calls code not converted yet;
-// nil when t is not a Badger transaction.
-func RawTxn(t Txn) *badger.Txn {
-	switch x := t.(type) {
-	case badgerTxn:
-		return x.t
-	case badgerBatch:
-		return x.t
+// FlushMemtables writes the memtables out as tables now. Badger has no call for that, but
+// DropPrefix flushes them before it drops: marker is a key of no use that is written so there
+// is something to flush, then dropped. Commits are refused meanwhile (ErrBlocked): the caller
+// keeps other writers out while it runs.
+func (b *Badger) FlushMemtables(marker []byte) error {
+	err := b.db.Update(func(txn *badger.Txn) error { return txn.Set(marker, []byte{1}) })
+	if err == nil {
+		err = b.db.DropPrefix(marker)
 	}
-	return nil
+	return mapErr(err)
 }
 
-// badgerTxn is one pointer, so it sits in a Txn interface without an allocation.
+// Flatten compacts the LSM tree into one level with the given number of workers.
+func (b *Badger) Flatten(workers int) error { return mapErr(b.db.Flatten(workers)) }
+
+// CollectValueLog rewrites one value-log file of which at least ratio is garbage, and
+// reports whether it found one (false, nil: none worth it, or a GC already running).
+func (b *Badger) CollectValueLog(ratio float64) (bool, error) {
+	err := b.db.RunValueLogGC(ratio)
+	if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+		return false, nil
+	}
+	return err == nil, mapErr(err)
+}
+
+// badgerTxn is one pointer, so it sits in a Txn or Batch interface without an allocation.
 type badgerTxn struct{ t *badger.Txn }
 
-func (x badgerTxn) Get(key []byte) ([]byte, error) {
+func (x badgerTxn) Get(key, dst []byte) ([]byte, error) {
 	item, err := x.t.Get(key)
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	v, err := item.ValueCopy(nil)
+	v, err := item.ValueCopy(dst[:0])
 	return v, mapErr(err)
-}
-
-func (x badgerTxn) View(key []byte, fn func(val []byte) error) error {
-	item, err := x.t.Get(key)
-	if err != nil {
-		return mapErr(err)
-	}
-	return item.Value(fn)
 }
 
 func (x badgerTxn) Has(key []byte) (bool, error) {
@@ -98,74 +83,67 @@ func (x badgerTxn) Set(key, val []byte) error { return mapErr(x.t.Set(key, val))
 
 func (x badgerTxn) Delete(key []byte) error { return mapErr(x.t.Delete(key)) }
 
-func (x badgerTxn) Scan(prefix, start []byte, fn func(key, val []byte) (bool, error)) error {
-	it := x.iter(prefix, true)
-	defer it.Close()
-	for it.Seek(first(prefix, start)); it.ValidForPrefix(prefix); it.Next() {
-		item := it.Item()
-		more := false
-		err := item.Value(func(v []byte) error {
-			var err error
-			more, err = fn(item.Key(), v)
-			return err
-		})
-		if err != nil || !more {
-			return err
-		}
+func (x badgerTxn) Iterate(o IterOptions) Iterator {
+	bo := badger.IteratorOptions{Reverse: o.Reverse}
+	if o.Prefetch {
+		bo.PrefetchValues, bo.PrefetchSize = true, badger.DefaultIteratorOptions.PrefetchSize
 	}
-	return nil
+	if !o.Reverse {
+		// Badger skips tables outside the prefix. (Not in reverse: its Seek of no key goes to
+		// the prefix itself, the wrong end; Seek below finds the end.)
+		bo.Prefix = o.Prefix
+	}
+	return &badgerIter{it: x.t.NewIterator(bo), prefix: o.Prefix, reverse: o.Reverse}
 }
 
-func (x badgerTxn) ScanKeys(prefix, start []byte, fn func(key []byte) (bool, error)) error {
-	it := x.iter(prefix, false)
-	defer it.Close()
-	for it.Seek(first(prefix, start)); it.ValidForPrefix(prefix); it.Next() {
-		more, err := fn(it.Item().Key())
-		if err != nil || !more {
-			return err
-		}
-	}
-	return nil
+func (x badgerTxn) Commit() error { return mapErr(x.t.Commit()) }
+
+func (x badgerTxn) CommitAsync(done chan<- error) {
+	x.t.CommitWith(func(err error) { done <- mapErr(err) })
 }
 
-func (x badgerTxn) LastKey(prefix []byte) ([]byte, error) {
-	o := badger.DefaultIteratorOptions
-	o.Reverse = true
-	o.PrefetchValues = false
-	it := x.t.NewIterator(o)
-	defer it.Close()
-	// A reverse Seek lands on the largest key <= its argument: seek to the smallest key
-	// above every key with the prefix (the prefix's successor), or the very end.
-	if next := successor(prefix); next != nil {
-		it.Seek(next)
-	} else {
-		it.Rewind()
-	}
-	for ; it.Valid(); it.Next() {
-		k := it.Item().Key()
-		if bytes.HasPrefix(k, prefix) {
-			return it.Item().KeyCopy(nil), nil
-		}
-		if bytes.Compare(k, prefix) < 0 {
-			break
-		}
-	}
-	return nil, ErrNotFound
+func (x badgerTxn) Discard() { x.t.Discard() }
+
+type badgerIter struct {
+	it      *badger.Iterator
+	prefix  []byte
+	reverse bool
 }
 
-func (x badgerTxn) iter(prefix []byte, values bool) *badger.Iterator {
-	o := badger.DefaultIteratorOptions
-	o.Prefix = prefix
-	o.PrefetchValues = values
-	return x.t.NewIterator(o)
+func (x *badgerIter) Seek(key []byte) {
+	switch {
+	case key != nil:
+		x.it.Seek(key)
+	case !x.reverse:
+		x.it.Seek(x.prefix) // Badger rewinds for an empty one
+	default:
+		// A reverse Seek lands on the largest key <= its argument: seek to the smallest key
+		// above every key with the prefix (its successor; none: the very end), and step off
+		// the successor itself if it is a key.
+		next := successor(x.prefix)
+		if next == nil {
+			x.it.Rewind()
+			return
+		}
+		x.it.Seek(next)
+		if x.it.Valid() && bytes.Equal(x.it.Item().Key(), next) {
+			x.it.Next()
+		}
+	}
 }
 
-func first(prefix, start []byte) []byte {
-	if start == nil {
-		return prefix
-	}
-	return start
+func (x *badgerIter) Valid() bool { return x.it.ValidForPrefix(x.prefix) }
+
+func (x *badgerIter) Next() { x.it.Next() }
+
+func (x *badgerIter) Key() []byte { return x.it.Item().Key() }
+
+func (x *badgerIter) Value(dst []byte) ([]byte, error) {
+	v, err := x.it.Item().ValueCopy(dst[:0])
+	return v, mapErr(err)
 }
+
+func (x *badgerIter) Close() { x.it.Close() }
 
 // successor is the smallest key greater than every key that starts with prefix; nil when
 // there is none (prefix empty or all 0xff).
@@ -180,16 +158,6 @@ func successor(prefix []byte) []byte {
 	return nil
 }
 
-type badgerBatch struct{ badgerTxn }
-
-func (x badgerBatch) Commit() error { return mapErr(x.t.Commit()) }
-
-func (x badgerBatch) CommitAsync(done func(error)) {
-	x.t.CommitWith(func(err error) { done(mapErr(err)) })
-}
-
-func (x badgerBatch) Discard() { x.t.Discard() }
-
 // engineErr is an engine error that also matches this package's sentinel, keeping the
 // engine's message (callers that log it see what Badger said).
 type engineErr struct{ kv, eng error }
@@ -197,11 +165,12 @@ type engineErr struct{ kv, eng error }
 func (e engineErr) Error() string   { return e.eng.Error() }
 func (e engineErr) Unwrap() []error { return []error{e.kv, e.eng} }
 
-// errNotFound matches ErrNotFound and badger.ErrKeyNotFound, so code not yet moved to this
-// package still recognises a miss.
+// errNotFound matches ErrNotFound and badger.ErrKeyNotFound; a package-level value, so the
+// common miss allocates nothing.
 var errNotFound error = engineErr{kv: ErrNotFound, eng: badger.ErrKeyNotFound}
 
-// mapErr wraps Badger's sentinels so that errors.Is matches this package's too.
+// mapErr is where Badger's errors become this package's: its sentinels are wrapped so that
+// errors.Is matches ours too (conflict, transaction too big, closed, read-only, writes blocked).
 func mapErr(err error) error {
 	var s error
 	switch {
@@ -209,7 +178,7 @@ func mapErr(err error) error {
 		return nil
 	case errors.Is(err, badger.ErrKeyNotFound):
 		if err == badger.ErrKeyNotFound {
-			return errNotFound // the common case: no allocation
+			return errNotFound
 		}
 		s = ErrNotFound
 	case errors.Is(err, badger.ErrConflict):
@@ -220,6 +189,8 @@ func mapErr(err error) error {
 		s = ErrClosed
 	case errors.Is(err, badger.ErrReadOnlyTxn):
 		s = ErrReadOnly
+	case errors.Is(err, badger.ErrBlockedWrites):
+		s = ErrBlocked
 	default:
 		return err
 	}
