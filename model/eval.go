@@ -56,6 +56,10 @@ func (m *Model) logits(c []uint16, s *scratch) []int32 {
 		row := m.bag[off : off+h0]
 		addRow(acc, row)
 	}
+	for g := range m.ngOrders {
+		off := m.ngramRow(c, g) * h0
+		addRow(acc, m.bag[off:off+h0])
+	}
 	h := s.h[:h0]
 	activate(h, acc, m.shift0)
 
@@ -84,6 +88,34 @@ func (m *Model) logits(c []uint16, s *scratch) []int32 {
 		activate(h, acc, l.shift)
 	}
 	panic("unreachable: a model has at least one dense layer")
+}
+
+// ngramHash is FORMAT.md's hash of the n most recent context symbols (format 2).
+func ngramHash(c []uint16, n int) uint32 {
+	h := uint32(n) * 0x9E3779B1
+	for _, sym := range c[:n] {
+		h = (h ^ uint32(sym)) * 0x01000193
+	}
+	h ^= h >> 16
+	h *= 0x85EBCA6B
+	h ^= h >> 13
+	return h
+}
+
+// ngramRow is the bag row of n-gram table g for context c: after the K*257 position rows,
+// table g holds 2^bits rows indexed by the top bits of the hash.
+func (m *Model) ngramRow(c []uint16, g int) int {
+	return m.order*Symbols + g<<m.ngBits + int(ngramHash(c, m.ngOrders[g])>>(32-m.ngBits))
+}
+
+// bagRows writes the Inputs() bag row indices of context c (the ONNX graph's ctx row).
+func (m *Model) bagRows(c []uint16, dst []int64) {
+	for k, sym := range c {
+		dst[k] = int64(k*Symbols + int(sym))
+	}
+	for g := range m.ngOrders {
+		dst[len(c)+g] = int64(m.ngramRow(c, g))
+	}
 }
 
 // freqs turns logits into frequencies through explut (FORMAT.md).

@@ -5,24 +5,42 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
 func loadTiny(t testing.TB) *Model {
 	t.Helper()
-	m, err := Load("testdata/tiny.lmfsm")
+	return loadFixture(t, "testdata/tiny.lmfsm")
+}
+
+// fixtures are the random-weight test models: format 1, and format 2 with hashed n-gram rows.
+var fixtures = []string{"testdata/tiny.lmfsm", "testdata/tiny-ng.lmfsm"}
+
+func loadFixture(t testing.TB, path string) *Model {
+	t.Helper()
+	m, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
 
+// eachFixture runs f as a subtest per fixture model.
+func eachFixture(t *testing.T, f func(t *testing.T, path string, m *Model)) {
+	for _, p := range fixtures {
+		t.Run(strings.TrimSuffix(filepath.Base(p), ".lmfsm"), func(t *testing.T) { f(t, p, loadFixture(t, p)) })
+	}
+}
+
 // TestGolden pins the Go evaluator to frequencies computed by the exporter's numpy
 // reference (model/train/make_fixture.py writes both files): any change of the evaluator's
 // results is caught here.
-func TestGolden(t *testing.T) {
-	m := loadTiny(t)
-	raw, err := os.ReadFile("testdata/tiny.golden.json")
+func TestGolden(t *testing.T) { eachFixture(t, testGolden) }
+
+func testGolden(t *testing.T, path string, m *Model) {
+	raw, err := os.ReadFile(strings.TrimSuffix(path, ".lmfsm") + ".golden.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +57,7 @@ func TestGolden(t *testing.T) {
 	}
 	id := m.ID()
 	if hex.EncodeToString(id[:]) != g.ModelSHA256 {
-		t.Fatalf("golden file is for model %s, testdata/tiny.lmfsm is %x", g.ModelSHA256, id)
+		t.Fatalf("golden file is for model %s, %s is %x", g.ModelSHA256, path, id)
 	}
 	if len(g.Rows) < 20 {
 		t.Fatalf("only %d golden rows", len(g.Rows))
@@ -85,6 +103,18 @@ func naiveLogits(s *spec, c []uint16) []int64 {
 		a[j] = int64(s.bagBias[j])
 		for k := range s.order {
 			a[j] += int64(s.bag[(k*Symbols+int(c[k]))*h0+j])
+		}
+		for g, n := range s.ngOrd {
+			// FORMAT.md's hash, spelled out in uint64 arithmetic reduced mod 2^32.
+			h := uint64(n) * 0x9E3779B1 % (1 << 32)
+			for k := range n {
+				h = (h ^ uint64(c[k])) * 0x01000193 % (1 << 32)
+			}
+			h ^= h >> 16
+			h = h * 0x85EBCA6B % (1 << 32)
+			h ^= h >> 13
+			row := s.order*Symbols + g<<s.ngBits + int(h>>(32-s.ngBits))
+			a[j] += int64(s.bag[row*h0+j])
 		}
 	}
 	clamp := func(v, lo, hi int64) int64 { return min(max(v, lo), hi) }
@@ -137,9 +167,18 @@ func TestEvalMatchesNaive(t *testing.T) {
 	shapes := []struct {
 		order  int
 		widths []int
-	}{{1, []int{1}}, {3, []int{7, 5}}, {8, []int{64, 64}}, {5, []int{33, 17, 9}}, {16, []int{40}}}
+		ngram  []int
+	}{{1, []int{1}, nil}, {3, []int{7, 5}, nil}, {8, []int{64, 64}, nil}, {5, []int{33, 17, 9}, nil}, {16, []int{40}, nil},
+		{16, []int{40, 24}, []int{2, 3, 4, 6}}, {3, []int{9}, []int{1, 3}}}
 	for si, sh := range shapes {
 		s := randomSpec(uint64(100+si), sh.order, sh.widths)
+		if sh.ngram != nil {
+			s.ngOrd, s.ngBits = sh.ngram, 5
+			wr := rand.New(rand.NewPCG(uint64(si), 5))
+			for range len(sh.ngram) << 5 * s.widths[0] {
+				s.bag = append(s.bag, int8(wr.IntN(255)-127))
+			}
+		}
 		m, err := Parse(s.file(nil))
 		if err != nil {
 			t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 // Format limits. A file outside them is refused by Parse (and by the exporter).
 const (
 	Magic         = "LMFSMDL1"
-	FormatVersion = 1
+	FormatVersion = 2 // the newest format this lmfs reads; format 1 files stay readable forever
 	Arch          = "ctxmlp"
 	Symbols       = 257 // context symbols: bytes 0..255 and 256 = before the block start
 	Outputs       = 256 // predicted symbols
@@ -30,6 +30,8 @@ const (
 	MaxShift   = 31
 	MaxClip    = 4096
 	MaxExp     = 1 << 16 // largest explut entry
+	MaxNGrams  = 16      // hashed n-gram rows per context (format 2)
+	MaxNGBits  = 20      // log2 rows of one n-gram table
 	exactLimit = 1 << 24 // every intermediate value stays below this in magnitude
 	maxHeader  = 16 << 20
 )
@@ -49,7 +51,9 @@ type Model struct {
 	header header
 
 	order    int
-	bag      []int8  // [order*257][h0]
+	ngOrders []int   // format 2: the n-gram orders hashed into the bag (FORMAT.md), nil in format 1
+	ngBits   uint    // log2 rows of each n-gram table
+	bag      []int8  // [order*257 + len(ngOrders)<<ngBits][h0]
 	bagBias  []int32 // [h0]
 	h0       int
 	shift0   uint
@@ -75,9 +79,15 @@ type header struct {
 	Order     int                  `json:"order"`
 	Shifts    []int                `json:"shifts"`
 	LogitClip int                  `json:"logit_clip"`
+	NGram     *ngramHeader         `json:"ngram,omitempty"`
 	Tensors   map[string]tensorRef `json:"tensors"`
 	ONNX      *blobRef             `json:"onnx"`
 	Train     json.RawMessage      `json:"train,omitempty"`
+}
+
+type ngramHeader struct {
+	Orders []int `json:"orders"`
+	Bits   int   `json:"bits"`
 }
 
 type tensorRef struct {
@@ -147,7 +157,7 @@ func Parse(data []byte) (*Model, error) {
 	if *ver.Format > FormatVersion {
 		return nil, fmt.Errorf("%w: format %d (this lmfs reads %d)", ErrNewer, *ver.Format, FormatVersion)
 	}
-	if *ver.Format != FormatVersion {
+	if *ver.Format < 1 {
 		return nil, fmt.Errorf("%w: format %d", ErrInvalid, *ver.Format)
 	}
 	m := &Model{data: data, id: modelid.Of(data)}
@@ -167,7 +177,7 @@ func invalid(format string, args ...any) error {
 func (m *Model) decode(blob []byte) error {
 	h := &m.header
 	if h.Arch != Arch {
-		return invalid("arch %q (format 1 has only %q)", h.Arch, Arch)
+		return invalid("arch %q (formats 1 and 2 have only %q)", h.Arch, Arch)
 	}
 	if h.Name == "" || len(h.Name) > 256 || !utf8.ValidString(h.Name) {
 		return invalid("name must be 1..256 bytes of UTF-8")
@@ -193,13 +203,33 @@ func (m *Model) decode(blob []byte) error {
 	}
 	m.order = h.Order
 	m.clip = int32(h.LogitClip)
+	switch {
+	case h.Format == 1 && h.NGram != nil:
+		return invalid("format 1 has no n-gram rows")
+	case h.Format >= 2 && h.NGram == nil:
+		return invalid("format %d needs the ngram field", h.Format)
+	case h.NGram != nil:
+		g := h.NGram
+		if len(g.Orders) < 1 || len(g.Orders) > MaxNGrams {
+			return invalid("%d n-gram orders, want 1..%d", len(g.Orders), MaxNGrams)
+		}
+		for _, n := range g.Orders {
+			if n < 1 || n > h.Order {
+				return invalid("n-gram order %d outside 1..K=%d", n, h.Order)
+			}
+		}
+		if g.Bits < 1 || g.Bits > MaxNGBits {
+			return invalid("n-gram bits %d outside 1..%d", g.Bits, MaxNGBits)
+		}
+		m.ngOrders, m.ngBits = g.Orders, uint(g.Bits)
+	}
 
 	bagRef, err := tensorAt(h, blob, "bag", "int8", 2)
 	if err != nil {
 		return err
 	}
-	if bagRef.Shape[0] != int64(h.Order)*Symbols {
-		return invalid("bag has %d rows, want K*257 = %d", bagRef.Shape[0], h.Order*Symbols)
+	if want := int64(h.Order)*Symbols + int64(len(m.ngOrders))<<m.ngBits; bagRef.Shape[0] != want {
+		return invalid("bag has %d rows, want K*257 + G*2^bits = %d", bagRef.Shape[0], want)
 	}
 	if bagRef.Shape[1] > MaxWidth {
 		return invalid("bag width %d exceeds %d", bagRef.Shape[1], MaxWidth)
@@ -216,8 +246,8 @@ func (m *Model) decode(blob []byte) error {
 		return invalid("bag_bias has %d entries, want %d", biasRef.Shape[0], m.h0)
 	}
 	m.bagBias = int32s(blob, biasRef)
-	if worst := int64(h.Order)*128 + maxAbs(m.bagBias); worst >= exactLimit {
-		return invalid("bag: K*128 + max|bag_bias| = %d, must be < 2^24", worst)
+	if worst := int64(m.Inputs())*128 + maxAbs(m.bagBias); worst >= exactLimit {
+		return invalid("bag: (K+G)*128 + max|bag_bias| = %d, must be < 2^24", worst)
 	}
 	m.shift0 = uint(h.Shifts[0])
 	m.maxWidth = m.h0
@@ -385,6 +415,12 @@ func (m *Model) ShortID() uint32 { return modelid.ID(m.id).Short() }
 
 // Order is K, the number of previous symbols the model sees.
 func (m *Model) Order() int { return m.order }
+
+// Inputs is the number of bag rows summed per context: K, plus one per n-gram order.
+func (m *Model) Inputs() int { return m.order + len(m.ngOrders) }
+
+// Format is the file's format version (1, or 2 with hashed n-gram rows).
+func (m *Model) Format() int { return m.header.Format }
 
 // Name is the human name from the header.
 func (m *Model) Name() string { return m.header.Name }

@@ -24,6 +24,8 @@ type spec struct {
 	widths  []int // H0..HN
 	explut  []uint32
 	onnx    []byte
+	ngOrd   []int // format 2: hashed n-gram orders (bag has len(ngOrd)<<ngBits more rows)
+	ngBits  int
 }
 
 // randomSpec makes a valid random model: widths are H0 and the hidden widths (256 added).
@@ -74,7 +76,7 @@ func (s *spec) file(mutate func(h map[string]any)) []byte {
 		binary.Write(&blob, binary.LittleEndian, data)
 		tensors[name] = map[string]any{"dtype": dtype, "shape": shape, "offset": off, "length": blob.Len() - off}
 	}
-	put("bag", "int8", []int{s.order * Symbols, s.widths[0]}, s.bag)
+	put("bag", "int8", []int{s.order*Symbols + len(s.ngOrd)<<s.ngBits, s.widths[0]}, s.bag)
 	put("bag_bias", "int32", []int{s.widths[0]}, s.bagBias)
 	for i := range s.ws {
 		n := string(rune('1' + i))
@@ -89,6 +91,10 @@ func (s *spec) file(mutate func(h map[string]any)) []byte {
 		"logit_clip": s.clip, "tensors": tensors,
 		"onnx":  map[string]any{"offset": onnxOff, "length": len(s.onnx)},
 		"train": map[string]any{"note": "test"},
+	}
+	if len(s.ngOrd) > 0 {
+		h["format"] = 2
+		h["ngram"] = map[string]any{"orders": s.ngOrd, "bits": s.ngBits}
 	}
 	if mutate != nil {
 		mutate(h)
@@ -183,7 +189,19 @@ func TestParseErrors(t *testing.T) {
 	tensor := func(h map[string]any, n string) map[string]any {
 		return h["tensors"].(map[string]any)[n].(map[string]any)
 	}
-	mut("newer format", ErrNewer, "format 2", func(h map[string]any) { h["format"] = 2; h["arch"] = "transformer" })
+	mut("newer format", ErrNewer, "format 3", func(h map[string]any) { h["format"] = 3; h["arch"] = "transformer" })
+	mut("format 2 without ngram", ErrInvalid, "needs the ngram field", func(h map[string]any) { h["format"] = 2 })
+	mut("format 1 with ngram", ErrInvalid, "format 1 has no n-gram", func(h map[string]any) {
+		h["ngram"] = map[string]any{"orders": []int{2}, "bits": 4}
+	})
+	mut("ngram order above K", ErrInvalid, "n-gram order 99", func(h map[string]any) {
+		h["format"] = 2
+		h["ngram"] = map[string]any{"orders": []int{99}, "bits": 4}
+	})
+	mut("ngram rows missing from the bag", ErrInvalid, "K*257 + G*2^bits", func(h map[string]any) {
+		h["format"] = 2
+		h["ngram"] = map[string]any{"orders": []int{2}, "bits": 4}
+	})
 	mut("format 0", ErrInvalid, "format 0", func(h map[string]any) { h["format"] = 0 })
 	mut("no format", ErrInvalid, "no format", func(h map[string]any) { delete(h, "format") })
 	mut("arch", ErrInvalid, "arch", func(h map[string]any) { h["arch"] = "gru" })

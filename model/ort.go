@@ -264,7 +264,7 @@ func (s *ortSession) tensors(n int) (*ort.Tensor[int64], *ort.Tensor[float32], e
 	if in, ok := s.io[n]; ok {
 		return in, s.fo[n], nil
 	}
-	k := s.m.order
+	k := s.m.Inputs()
 	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(k)), s.idx[:n*k])
 	if err != nil {
 		return nil, nil, fmt.Errorf("ort input tensor: %w", err)
@@ -389,7 +389,7 @@ func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
 	}
 	return &ortSession{
 		s: s, m: m,
-		idx: make([]int64, maxRunRows*m.order),
+		idx: make([]int64, maxRunRows*m.Inputs()),
 		flt: make([]float32, maxRunRows*Outputs),
 		lgi: make([]int32, maxRunRows*Outputs),
 		io:  map[int]*ort.Tensor[int64]{},
@@ -403,9 +403,10 @@ func (s *ortSession) logits(ctx []uint16, n int) ([]int32, error) {
 	if n < 1 || n > maxRunRows {
 		return nil, fmt.Errorf("ort run: %d rows outside 1..%d", n, maxRunRows)
 	}
-	idx, flt, lgi := s.idx[:n*k], s.flt[:n*Outputs], s.lgi[:n*Outputs]
-	for i, c := range ctx[:n*k] {
-		idx[i] = int64(i%k)*Symbols + int64(c)
+	w := s.m.Inputs()
+	idx, flt, lgi := s.idx[:n*w], s.flt[:n*Outputs], s.lgi[:n*Outputs]
+	for r := 0; r < n; r++ {
+		s.m.bagRows(ctx[r*k:(r+1)*k], idx[r*w:(r+1)*w])
 	}
 	in, out, err := s.tensors(n)
 	if err != nil {

@@ -52,8 +52,9 @@ func sameFreqs(t testing.TB, what string, got, want []uint32) {
 	}
 }
 
-func TestORTMatchesGo(t *testing.T) {
-	m := loadTiny(t)
+func TestORTMatchesGo(t *testing.T) { eachFixture(t, testORTMatchesGo) }
+
+func testORTMatchesGo(t *testing.T, _ string, m *Model) {
 	r := requireORT(t, m, Options{})
 	if r.Backend() != "ort-cpu" || r.Order() != m.Order() {
 		t.Fatalf("backend %q order %d", r.Backend(), r.Order())
@@ -72,8 +73,9 @@ func TestORTMatchesGo(t *testing.T) {
 }
 
 // TestORTBatchSizes: batch 1, 64, 256 and a ragged split give the same rows.
-func TestORTBatchSizes(t *testing.T) {
-	m := loadTiny(t)
+func TestORTBatchSizes(t *testing.T) { eachFixture(t, testORTBatchSizes) }
+
+func testORTBatchSizes(t *testing.T, _ string, m *Model) {
 	r := requireORT(t, m, Options{})
 	k := m.Order()
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -98,8 +100,9 @@ func TestORTBatchSizes(t *testing.T) {
 }
 
 // TestORTSessionsThreads: 1 or 2 sessions, 1 or 2 threads each, all bit-identical.
-func TestORTSessionsThreads(t *testing.T) {
-	m := loadTiny(t)
+func TestORTSessionsThreads(t *testing.T) { eachFixture(t, testORTSessionsThreads) }
+
+func testORTSessionsThreads(t *testing.T, _ string, m *Model) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	ctx := randomContexts(rng, m.Order(), 700)
 	want := predictAll(t, NewGoRunner(m), ctx)

@@ -197,19 +197,47 @@ def contexts(data, pos, bstart, K):
     return sym
 
 
-def to_rows(ctx):
-    """Context symbols -> bag row indices k*257 + c[k]."""
+def to_rows(ctx, ng=None):
+    """Context symbols -> bag row indices: k*257 + c[k] for k < K, then (with ng = (orders, bits))
+    one hashed row per n-gram order (ngram_rows)."""
     K = ctx.shape[1]
-    return ctx + (np.arange(K, dtype=np.int64) * 257)[None, :]
+    rows = ctx + (np.arange(K, dtype=np.int64) * 257)[None, :]
+    if ng and ng[0]:
+        rows = np.concatenate([rows, ngram_rows(ctx, ng[0], ng[1])], axis=1)
+    return rows
+
+
+def ngram_hash(ctx, n):
+    """model/FORMAT.md (format 2) n-gram hash of the n most recent context symbols (0..256):
+    h = n * 0x9E3779B1; for k in 0..n-1: h = (h ^ c[k]) * 0x01000193; then
+    h ^= h >> 16; h *= 0x85EBCA6B; h ^= h >> 13 (all mod 2^32)."""
+    h = np.full(ctx.shape[0], (n * 0x9E3779B1) & 0xFFFFFFFF, dtype=np.uint32)
+    for k in range(n):
+        h = (h ^ ctx[:, k].astype(np.uint32)) * np.uint32(0x01000193)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    return h
+
+
+def ngram_rows(ctx, orders, bits):
+    """Bag rows of the hashed n-grams: K*257 + g*2^bits + (hash >> (32-bits)) for order g."""
+    K = ctx.shape[1]
+    out = np.empty((ctx.shape[0], len(orders)), dtype=np.int64)
+    for g, n in enumerate(orders):
+        assert 1 <= n <= K
+        out[:, g] = K * 257 + g * (1 << bits) + (ngram_hash(ctx, n) >> np.uint32(32 - bits)).astype(np.int64)
+    return out
 
 
 class Sampler:
     """Random training positions: kind by KIND_WEIGHTS, then a uniform byte of that kind (so a
     uniform position in a block, blocks weighted by their length), context from its own block."""
 
-    def __init__(self, splits, K, seed=0, weights=None):
+    def __init__(self, splits, K, seed=0, weights=None, ng=None):
         self.splits = splits
         self.K = K
+        self.ng = ng
         self.kinds = sorted(k for k in splits if splits[k].total > 0)
         w = weights or KIND_WEIGHTS
         p = np.array([w.get(k, 0.0) for k in self.kinds], dtype=np.float64)
@@ -225,7 +253,7 @@ class Sampler:
             sp = self.splits[kind]
             pos = self.rng.integers(0, sp.total, size=c)
             bstart, _ = sp.block_bounds(pos)
-            rows.append(to_rows(contexts(sp.data, pos, bstart, self.K)))
+            rows.append(to_rows(contexts(sp.data, pos, bstart, self.K), self.ng))
             tgts.append(sp.data[pos].astype(np.int64))
         rows = np.concatenate(rows)
         tgts = np.concatenate(tgts)
@@ -233,7 +261,7 @@ class Sampler:
         return rows[perm], tgts[perm]
 
 
-def val_set(val_splits, K, blocks_per_kind=48, seed=1234):
+def val_set(val_splits, K, blocks_per_kind=48, seed=1234, ng=None):
     """Fixed validation positions: whole blocks (every position of each block, exactly as coded),
     chosen deterministically. Returns dict kind -> (rows [n,K] int64, targets [n] int64)."""
     out = {}
@@ -252,7 +280,7 @@ def val_set(val_splits, K, blocks_per_kind=48, seed=1234):
             bs_l.append(np.full(n, s, dtype=np.int64))
         pos = np.concatenate(pos_l)
         bs = np.concatenate(bs_l)
-        out[kind] = (to_rows(contexts(sp.data, pos, bs, K)), sp.data[pos].astype(np.int64))
+        out[kind] = (to_rows(contexts(sp.data, pos, bs, K), ng), sp.data[pos].astype(np.int64))
     return out
 
 

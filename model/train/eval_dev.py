@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data as D  # noqa: E402
-from intmodel import IntModel  # noqa: E402
+from intmodel import IntModel, load_lmfsm  # noqa: E402
 
 DEV = "/work/shared/corpus/dev"
 
@@ -33,7 +33,7 @@ def main():
     ap.add_argument("--dev", default=DEV)
     ap.add_argument("--json", default=None, help="write the per-kind table here")
     args = ap.parse_args()
-    im = IntModel(args.npz)
+    im = IntModel(load_lmfsm(args.npz) if args.npz.endswith(".lmfsm") else args.npz)
     K = im.K
     per = {}
     t = time.time()
@@ -55,7 +55,7 @@ def main():
             blk.append(n)
         pos = np.concatenate(pos_l)
         bs = np.concatenate(bs_l)
-        bits = im.bits(D.to_rows(D.contexts(data, pos, bs, K)), data[pos].astype(np.int64))
+        bits = im.bits(D.to_rows(D.contexts(data, pos, bs, K), im.ng), data[pos].astype(np.int64))
         k = per.setdefault(rec["kind"], {"bytes": 0, "bits": 0.0, "stored": 0, "gzip9": 0})
         o = 0
         for s, n in zip(starts, blk):

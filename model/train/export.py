@@ -24,7 +24,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 MAGIC = b"LMFSMDL1"
-FORMAT = 1
+FORMAT = 1            # without n-gram rows; format 2 adds them (FORMAT.md)
+FORMAT_NGRAM = 2
+MAX_NGRAMS = 16
+MAX_NGRAM_BITS = 20
 ARCH = "ctxmlp"
 OPSET = 17
 ALIGN = 64            # tensors start at multiples of 64 bytes inside the blob
@@ -107,9 +110,20 @@ def validate(arrays):
     if len(shifts) != n + 1:
         raise ExportError(f"shifts: need N+1={n + 1} entries for {n} dense layers, got {len(shifts)}")
 
+    ng_orders, ng_bits = [], 0
+    if "ngram_orders" in arrays:
+        ng_orders = [int(x) for x in np.asarray(arrays["ngram_orders"]).ravel()]
+        ng_bits = _int_scalar("ngram_bits", arrays["ngram_bits"])
+        if not 1 <= len(ng_orders) <= MAX_NGRAMS:
+            raise ExportError(f"ngram_orders: need 1..{MAX_NGRAMS} orders, got {len(ng_orders)}")
+        if any(not 1 <= n <= k for n in ng_orders):
+            raise ExportError(f"ngram_orders: every order must be in [1, K={k}], got {ng_orders}")
+        if not 1 <= ng_bits <= MAX_NGRAM_BITS:
+            raise ExportError(f"ngram_bits={ng_bits} must be in [1, {MAX_NGRAM_BITS}]")
+    rows = k * 257 + (len(ng_orders) << ng_bits)
     bag = np.asarray(arrays["bag"])
-    if bag.ndim != 2 or bag.shape[0] != k * 257:
-        raise ExportError(f"bag: shape must be [K*257={k * 257}, H0], got {list(bag.shape)}")
+    if bag.ndim != 2 or bag.shape[0] != rows:
+        raise ExportError(f"bag: shape must be [K*257+G*2^bits={rows}, H0], got {list(bag.shape)}")
     h0 = bag.shape[1]
     if not 1 <= h0 <= MAX_WIDTH:
         raise ExportError(f"bag: width H0={h0} must be in [1, {MAX_WIDTH}]")
@@ -118,9 +132,9 @@ def validate(arrays):
     if bag_bias.shape != (h0,):
         raise ExportError(f"bag_bias: shape must be [{h0}], got {list(bag_bias.shape)}")
     bag_bias = _int_array("bag_bias", bag_bias, -(EXACT - 1), EXACT - 1, np.int32)
-    worst = k * 128 + (int(np.abs(bag_bias.astype(np.int64)).max()) if h0 else 0)
+    worst = (k + len(ng_orders)) * 128 + (int(np.abs(bag_bias.astype(np.int64)).max()) if h0 else 0)
     if worst >= EXACT:
-        raise ExportError(f"bag: K*128 + max|bag_bias| = {worst} must be < 2^24")
+        raise ExportError(f"bag: (K+G)*128 + max|bag_bias| = {worst} must be < 2^24")
 
     layers = []
     width = h0
@@ -154,7 +168,14 @@ def validate(arrays):
         raise ExportError("explut: must be non-decreasing")
 
     return {"order": k, "shifts": shifts, "logit_clip": clip, "bag": bag, "bag_bias": bag_bias,
-            "layers": layers, "explut": explut}
+            "layers": layers, "explut": explut, "ngram_orders": ng_orders, "ngram_bits": ng_bits}
+
+
+def bag_rows(m, ctx):
+    """Bag row indices [n, K+G] of context symbols ctx [n, K] (0..256)."""
+    import data as D  # the one definition of the n-gram hash, shared with training
+    ng = (m["ngram_orders"], m["ngram_bits"]) if m["ngram_orders"] else None
+    return D.to_rows(np.asarray(ctx, dtype=np.int64), ng)
 
 
 def build_onnx(m):
@@ -204,7 +225,7 @@ def build_onnx(m):
 
     graph = helper.make_graph(
         nodes, "lmfs_ctxmlp",
-        [helper.make_tensor_value_info("ctx", TensorProto.INT64, ["batch", k])],
+        [helper.make_tensor_value_info("ctx", TensorProto.INT64, ["batch", k + len(m["ngram_orders"])])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 256])],
         initializer=inits)
     model = helper.make_model(graph, producer_name="lmfs-export",
@@ -216,8 +237,7 @@ def build_onnx(m):
 
 def reference_logits(m, ctx):
     """Plain numpy evaluation of FORMAT.md's integer semantics (ctx: [n, K] symbols 0..256)."""
-    ctx = np.asarray(ctx, dtype=np.int64)
-    rows = ctx + 257 * np.arange(m["order"], dtype=np.int64)
+    rows = bag_rows(m, ctx)
     a = m["bag_bias"].astype(np.int64) + m["bag"].astype(np.int64)[rows].sum(axis=1)
     h = np.clip(a >> m["shifts"][0], 0, 127)
     for i, (w, b) in enumerate(m["layers"]):
@@ -247,9 +267,11 @@ def container(m, name, train, onnx_bytes):
     onnx_ref = {"offset": len(blob), "length": len(onnx_bytes)}
     blob += onnx_bytes
 
-    header = {"format": FORMAT, "arch": ARCH, "name": name, "order": m["order"],
+    header = {"format": FORMAT_NGRAM if m["ngram_orders"] else FORMAT, "arch": ARCH, "name": name, "order": m["order"],
               "shifts": m["shifts"], "logit_clip": m["logit_clip"], "tensors": tensors,
               "onnx": onnx_ref}
+    if m["ngram_orders"]:
+        header["ngram"] = {"orders": m["ngram_orders"], "bits": m["ngram_bits"]}
     if train is not None:
         header["train"] = train
     hjson = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -265,7 +287,7 @@ def check_onnx_matches(m, onnx_bytes, seed=1):
     rng = np.random.default_rng(seed)
     ctx = rng.integers(0, 257, size=(32, m["order"]))
     ctx[0, :] = 256
-    rows = ctx + 257 * np.arange(m["order"])
+    rows = bag_rows(m, ctx)
     got = ReferenceEvaluator(onnx.load_from_string(onnx_bytes)).run(None, {"ctx": rows})[0]
     want = reference_logits(m, ctx)
     if not np.array_equal(got.astype(np.int64), want):

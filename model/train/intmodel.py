@@ -12,10 +12,39 @@ result is the exact integer sum whatever the summation order.
 import numpy as np
 
 
+def load_lmfsm(path):
+    """The integer arrays of an lmfs model file (model/FORMAT.md container), as train.py exports
+    them: bag, bag_bias, w1..wN, b1..bN, explut, order, shifts, logit_clip (+ ngram_orders,
+    ngram_bits for format 2)."""
+    import json
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:7] != b"LMFSMDL":
+        raise ValueError(path + ": not an lmfs model file")
+    (hlen,) = struct.unpack("<I", data[8:12])
+    hdr = json.loads(data[12:12 + hlen])
+    blob = data[12 + hlen:]
+    out = {}
+    for name, t in hdr["tensors"].items():
+        a = np.frombuffer(blob[t["offset"]:t["offset"] + t["length"]], dtype=np.dtype(t["dtype"]).newbyteorder("<"))
+        out[name] = a.reshape(t["shape"]).copy()
+    out["order"] = np.int64(hdr["order"])
+    out["shifts"] = np.array(hdr["shifts"], dtype=np.int64)
+    out["logit_clip"] = np.int64(hdr["logit_clip"])
+    ng = hdr.get("ngram")
+    if ng:
+        out["ngram_orders"] = np.array(ng["orders"], dtype=np.int64)
+        out["ngram_bits"] = np.int64(ng["bits"])
+    return out
+
+
 class IntModel:
     def __init__(self, path_or_dict):
         z = np.load(path_or_dict) if isinstance(path_or_dict, str) else path_or_dict
         self.K = int(z["order"])
+        self.ng_orders = [int(x) for x in np.asarray(z["ngram_orders"]).ravel()] if "ngram_orders" in z else []
+        self.ng_bits = int(z["ngram_bits"]) if "ngram_bits" in z else 0
         self.shifts = [int(s) for s in np.asarray(z["shifts"]).ravel()]
         self.L = int(z["logit_clip"])
         self.bag = np.asarray(z["bag"]).astype(np.int8)
@@ -35,9 +64,9 @@ class IntModel:
     def check(self):
         K, L = self.K, self.L
         H0 = self.bag.shape[1]
-        assert self.bag.shape == (K * 257, H0)
+        assert self.bag.shape == (K * 257 + len(self.ng_orders) * (1 << self.ng_bits), H0)
         assert self.bag.min() >= -127 and self.bag.max() <= 127
-        assert K * 128 + np.abs(self.bag_bias).max() < 2 ** 24
+        assert (K + len(self.ng_orders)) * 128 + np.abs(self.bag_bias).max() < 2 ** 24
         assert len(self.shifts) == len(self.ws) + 1
         hin = H0
         for w, b in zip(self.ws, self.bs):
@@ -51,11 +80,11 @@ class IntModel:
         assert e.min() >= 1 and e[-1] == e.max() and e.max() <= 2 ** 16 and np.all(np.diff(e) >= 0)
 
     def logits(self, rows):
-        """rows [n, K] int64 (k*257 + c[k]) -> integer logits [n, 256] int64."""
+        """rows [n, K+G] int64 (k*257 + c[k], then the G n-gram rows) -> integer logits [n, 256]."""
         # Bag sum in float32: every partial sum is an integer of magnitude <= K*127 + |bias| < 2^24
         # (checked in check()), so float32 holds it exactly; this is the costly part in numpy.
         a = np.broadcast_to(self._bias32, (rows.shape[0], self.bag.shape[1])).copy()
-        for k in range(self.K):
+        for k in range(rows.shape[1]):
             a += self._bag32[rows[:, k]]
         h = np.clip(a.astype(np.int64) >> self.shifts[0], 0, 127)
         n = len(self.ws)
@@ -66,6 +95,10 @@ class IntModel:
                 h = np.clip(a >> self.shifts[i + 1], 0, 127)
             else:
                 return np.clip(a >> self.shifts[i + 1], -self.L, self.L)
+
+    @property
+    def ng(self):
+        return (self.ng_orders, self.ng_bits) if self.ng_orders else None
 
     def freqs(self, rows):
         lg = self.logits(rows)

@@ -3,6 +3,8 @@
 
     /usr/bin/python3 model/train/make_fixture.py                       # model/testdata/tiny.lmfsm
     /usr/bin/python3 model/train/make_fixture.py --order 16 --widths 512,256,256 --out /tmp/big.lmfsm
+    /usr/bin/python3 model/train/make_fixture.py --ngram 2,3,5 --out model/testdata/tiny-ng.lmfsm \
+        --golden model/testdata/tiny-ng.golden.json                     # format 2 (n-gram rows)
 
 --widths lists H0 and the hidden dense widths; the output layer (256) is added. Shifts are
 chosen from the data so that activations spread over 0..127 instead of saturating. Same
@@ -26,15 +28,22 @@ def pick_shift(a, target):
     return max(0, math.ceil(math.log2(sd / target))) if sd > target else 0
 
 
-def make_arrays(order, widths, clip, seed):
+def make_arrays(order, widths, clip, seed, ngram=(), ngram_bits=0):
     rng = np.random.default_rng(seed)
     h0 = widths[0]
     arrays = {"order": np.int64(order), "logit_clip": np.int64(clip)}
-    bag = rng.integers(-127, 128, size=(order * 257, h0), dtype=np.int64)
+    rows = order * 257 + (len(ngram) << ngram_bits)
+    bag = rng.integers(-127, 128, size=(rows, h0), dtype=np.int64)
     arrays["bag"] = bag.astype(np.int8)
     arrays["bag_bias"] = rng.integers(-64, 65, size=h0).astype(np.int32)
+    ng = None
+    if ngram:
+        arrays["ngram_orders"] = np.array(ngram, dtype=np.int64)
+        arrays["ngram_bits"] = np.int64(ngram_bits)
+        ng = (list(ngram), ngram_bits)
 
-    probe = rng.integers(0, 257, size=(512, order)) + 257 * np.arange(order)
+    import data as D
+    probe = D.to_rows(rng.integers(0, 257, size=(512, order)), ng)
     a = arrays["bag_bias"] + bag[probe].sum(axis=1)
     shifts = [pick_shift(a, 48)]
     h = np.clip(a >> shifts[0], 0, 127)
@@ -63,14 +72,19 @@ def main():
     p.add_argument("--clip", type=int, default=255)
     p.add_argument("--seed", type=int, default=20240611)
     p.add_argument("--name", default=None)
+    p.add_argument("--ngram", default="", help="n-gram orders (format 2), comma separated")
+    p.add_argument("--ngram-bits", type=int, default=6)
     p.add_argument("--out", default=os.path.join(here, "..", "testdata", "tiny.lmfsm"))
     p.add_argument("--golden", default=None,
                    help="also write expected frequencies for fixed contexts (JSON); default: next to "
                         "the default --out as tiny.golden.json")
     args = p.parse_args()
     widths = [int(x) for x in args.widths.split(",")]
-    arrays = make_arrays(args.order, widths, args.clip, args.seed)
+    ngram = [int(x) for x in args.ngram.split(",") if x]
+    arrays = make_arrays(args.order, widths, args.clip, args.seed, ngram, args.ngram_bits if ngram else 0)
     name = args.name or f"fixture-k{args.order}-{'x'.join(map(str, widths))}-seed{args.seed}"
+    if ngram:
+        name += f"-ngram{'.'.join(map(str, ngram))}x{args.ngram_bits}"
     train = {"fixture": True, "seed": args.seed, "note": "random integer weights for tests; predicts noise"}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     data = export.export_model(arrays, name, args.out, train)

@@ -77,10 +77,21 @@ def fq_bias(b, scale):
 
 
 class CtxMLP(nn.Module):
-    def __init__(self, K, h0, hidden, L=255):
+    def __init__(self, K, h0, hidden, L=255, ng_orders=(), ng_bits=0):
         super().__init__()
         self.K, self.h0, self.hidden, self.L = K, h0, list(hidden), L
+        self.ng_orders, self.ng_bits = list(ng_orders), ng_bits
         self.bag = nn.Parameter(torch.randn(K * 257, h0) * (0.45 / math.sqrt(K)))
+        # Hashed n-gram rows (FORMAT.md format 2): G tables of 2^bits rows, summed into a0 like the
+        # bag; they start at zero so a warm start from a format-1 model begins where it ended.
+        # The table is trained by lazy Adam on the rows a batch uses (ng_step), not by autograd
+        # on the whole table: a dense step over millions of rows would cost more than the MLP.
+        self.ng = nn.Parameter(torch.zeros(len(self.ng_orders) << ng_bits, h0), requires_grad=False) if self.ng_orders else None
+        if self.ng is not None:
+            self.register_buffer("ng_m", torch.zeros_like(self.ng))
+            self.register_buffer("ng_v", torch.zeros_like(self.ng))
+            self.register_buffer("ng_t", torch.zeros((), dtype=torch.int64))
+        self._ng_leaf = None
         self.bag_bias = nn.Parameter(torch.full((h0,), 0.3))
         dims = [h0] + list(hidden) + [256]
         self.ws = nn.ParameterList()
@@ -97,7 +108,7 @@ class CtxMLP(nn.Module):
 
     def macs(self):
         dims = [self.h0] + self.hidden + [256]
-        return self.K * self.h0 + sum(dims[i] * dims[i + 1] for i in range(len(dims) - 1))
+        return (self.K + len(self.ng_orders)) * self.h0 + sum(dims[i] * dims[i + 1] for i in range(len(dims) - 1))
 
     def forward(self, rows):
         """rows [B,K] int64 -> logits in 1/16-bit units [B,256] (float; integers in QAT mode)."""
@@ -108,7 +119,19 @@ class CtxMLP(nn.Module):
             bias = fq_bias(self.bag_bias, s0)
         else:
             bag, bias = self.bag, self.bag_bias
-        a = F.embedding_bag(rows, bag, mode="sum") + bias
+        K = self.K
+        a = F.embedding_bag(rows[:, :K], bag, mode="sum") + bias
+        if self.ng is not None:
+            # Gather first, then fake-quantize only the rows used: the table's gradient stays
+            # sparse (SparseAdam), which keeps a step cheap with millions of n-gram rows.
+            idx = rows[:, K:] - K * 257
+            e = self.ng[idx]
+            if torch.is_grad_enabled():
+                e.requires_grad_()
+                self._ng_leaf = (idx, e)
+            if q:
+                e = fq_weight(e, s0)
+            a = a + e.sum(dim=1)
         n = self.n_dense()
         for i in range(n):
             if q:
@@ -135,17 +158,63 @@ class CtxMLP(nn.Module):
                 qw = torch.clamp(torch.floor(w * sc + 0.5), -127, 127) / sc
                 errs.append((float(((qw - w) ** 2).mean()), s))
             return min(errs)[1]
-        shifts = [best(self.bag, 128.0)]
+        shifts = [best(self.full_bag(), 128.0)]
         for w in self.ws:
             shifts.append(best(w, 1.0))
         return shifts
+
+    @torch.no_grad()
+    def ng_step(self, lr, b1=0.9, b2=0.98, eps=1e-8):
+        """Lazy Adam on the n-gram rows of the last forward pass (their gradients summed per row)."""
+        if self._ng_leaf is None:
+            return
+        idx, e = self._ng_leaf
+        self._ng_leaf = None
+        if e.grad is None:
+            return
+        uniq, inv = torch.unique(idx.reshape(-1), return_inverse=True)
+        g = torch.zeros(uniq.shape[0], self.h0).index_add_(0, inv, e.grad.reshape(-1, self.h0))
+        self.ng_t += 1
+        t = int(self.ng_t)
+        m = self.ng_m[uniq].mul_(b1).add_(g, alpha=1 - b1)
+        v = self.ng_v[uniq].mul_(b2).addcmul_(g, g, value=1 - b2)
+        self.ng_m[uniq] = m
+        self.ng_v[uniq] = v
+        upd = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt_().add_(eps))
+        self.ng[uniq] -= lr * upd
+
+    def full_bag(self):
+        return self.bag if self.ng is None else torch.cat([self.bag, self.ng])
+
+    @torch.no_grad()
+    def init_from(self, arrays):
+        """Start from an exported integer model (format 1 or 2): the float weights whose
+        quantization gives exactly those integers (n-gram rows beyond the file's stay zero)."""
+        sh = [int(x) for x in np.asarray(arrays["shifts"])]
+        half = lambda s: (1 << (s - 1)) if s > 0 else 0  # noqa: E731
+        s0 = 128.0 * 2 ** sh[0]
+        bag = torch.from_numpy(arrays["bag"].astype(np.float32)) / s0
+        n0 = self.K * 257
+        assert bag.shape[1] == self.h0 and bag.shape[0] >= n0
+        self.bag.copy_(bag[:n0])
+        if self.ng is not None and bag.shape[0] > n0:
+            m = min(bag.shape[0] - n0, self.ng.shape[0])
+            self.ng[:m] = bag[n0:n0 + m]
+        self.bag_bias.copy_(torch.from_numpy((arrays["bag_bias"].astype(np.float64) - half(sh[0])) / s0).float())
+        for i in range(self.n_dense()):
+            sc = 2.0 ** sh[i + 1]
+            w = arrays["w%d" % (i + 1)].astype(np.float32) / sc
+            assert tuple(w.shape) == tuple(self.ws[i].shape)
+            self.ws[i].copy_(torch.from_numpy(w))
+            b = (arrays["b%d" % (i + 1)].astype(np.float64) - half(sh[i + 1])) / (128.0 * sc)
+            self.bs[i].copy_(torch.from_numpy(b).float())
 
     def export_arrays(self):
         assert self.shifts is not None
         sh = self.shifts
         out = {}
         s0 = 128.0 * 2 ** sh[0]
-        out["bag"] = np.clip(np.floor(self.bag.detach().double().numpy() * s0 + 0.5), -127, 127).astype(np.int8)
+        out["bag"] = np.clip(np.floor(self.full_bag().detach().double().numpy() * s0 + 0.5), -127, 127).astype(np.int8)
         half = lambda s: (1 << (s - 1)) if s > 0 else 0  # noqa: E731
         out["bag_bias"] = (np.floor(self.bag_bias.detach().double().numpy() * s0 + 0.5) + half(sh[0])).astype(np.int32)
         for i in range(self.n_dense()):
@@ -158,6 +227,9 @@ class CtxMLP(nn.Module):
         out["order"] = np.int64(self.K)
         out["shifts"] = np.array(sh, dtype=np.int64)
         out["logit_clip"] = np.int64(self.L)
+        if self.ng_orders:
+            out["ngram_orders"] = np.array(self.ng_orders, dtype=np.int64)
+            out["ngram_bits"] = np.int64(self.ng_bits)
         return out
 
 
@@ -231,6 +303,45 @@ def lr_at(state, args):
     return args.qat_lr * (1 - f2) + args.lr_min * 0.1 * f2
 
 
+class MultiOpt:
+    """The dense weights' optimizer(s) plus the lazy Adam step of the n-gram table (whose moments
+    live in the model's buffers, so they are checkpointed with it)."""
+
+    def __init__(self, opts, model=None):
+        self.opts = opts
+        self.model = model
+        self.param_groups = [g for o in opts for g in o.param_groups]
+        self.ng_lr = opts[0].param_groups[0]["lr"]
+
+    def zero_grad(self, set_to_none=True):
+        for o in self.opts:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self):
+        for o in self.opts:
+            o.step()
+        if self.model is not None and self.model.ng is not None:
+            # The n-gram rows learn at the full rate (the dense group's rate / its multiplier).
+            g = self.param_groups[0]
+            self.model.ng_step(g["lr"] / g["mult"] if g["mult"] else g["lr"])
+
+    def state_dict(self):
+        return {"multi": [o.state_dict() for o in self.opts]}
+
+    def load_state_dict(self, sd):
+        for o, s in zip(self.opts, sd["multi"]):
+            o.load_state_dict(s)
+
+
+def make_opt(model, args, lr):
+    """Adam; with --init-from the inherited weights learn at --old-lr-mult times the rate. The
+    n-gram table gets lazy Adam at the full rate (CtxMLP.ng_step)."""
+    old = [p for n, p in model.named_parameters() if n != "ng"]
+    opts = [torch.optim.Adam([{"params": old, "mult": args.old_lr_mult if args.init_from else 1.0}],
+                             lr=lr, betas=(0.9, 0.98), eps=1e-8)]
+    return MultiOpt(opts, model)
+
+
 def save_ckpt(path, model, opt, state):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
@@ -252,7 +363,8 @@ def export(model, args, state, vset, info, rundir, name, fvres=None):
         "corpus_manifest_sha256": info["manifest_sha256"],
         "val_rule": info["val_rule"],
         "kind_weights": info["kind_weights"],
-        "hyper": {"K": args.K, "h0": args.h0, "hidden": args.hidden, "logit_clip": args.L,
+        "hyper": {"ngram": args.ngram, "ngram_bits": args.ngram_bits, "init_from": args.init_from,
+                  "old_lr_mult": args.old_lr_mult, "K": args.K, "h0": args.h0, "hidden": args.hidden, "logit_clip": args.L,
                   "batch": args.batch, "lr": args.lr, "lr_min": args.lr_min, "warmup": args.warmup,
                   "steps": args.steps if args.minutes <= 0 else None, "minutes": args.minutes or None,
                   "qat_frac": args.qat_frac, "qat_steps": args.qat_steps if args.minutes <= 0 else None, "qat_lr": args.qat_lr,
@@ -312,8 +424,15 @@ def main():
     ap.add_argument("--logit-pen", type=float, default=1e-2,
                     help="weight of the penalty on raw logits outside [-L, L] (1e-4 let a long high-lr run drift)")
     ap.add_argument("--rundir", default=None)
+    ap.add_argument("--ngram", type=str, default="", help="comma-separated n-gram orders hashed into the bag (format 2)")
+    ap.add_argument("--ngram-bits", type=int, default=12, help="log2 rows per n-gram table")
+    ap.add_argument("--init-from", default=None, help="start from this exported model (.lmfsm or weights .npz)")
+    ap.add_argument("--old-lr-mult", type=float, default=1.0,
+                    help="with --init-from: learning-rate factor for the weights taken from it (new n-gram rows get 1)")
     args = ap.parse_args()
     args.hidden = [int(x) for x in args.hidden.split(",") if x]
+    args.ngram = [int(x) for x in args.ngram.split(",") if x]
+    ng = (args.ngram, args.ngram_bits) if args.ngram else None
     args.qat_steps = int(args.steps * args.qat_frac)
     global LOGIT_PEN
     LOGIT_PEN = args.logit_pen
@@ -326,14 +445,19 @@ def main():
 
     t0 = time.time()
     train, val, info = D.load_corpus()
-    vset = D.val_set(val, args.K, blocks_per_kind=args.val_blocks)
+    vset = D.val_set(val, args.K, blocks_per_kind=args.val_blocks, ng=ng)
     log("corpus", info["manifest_sha256"][:16], "val positions",
         {k: v[0].shape[0] for k, v in vset.items()}, "load %.1fs" % (time.time() - t0))
 
-    model = CtxMLP(args.K, args.h0, args.hidden, args.L)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-8)
+    model = CtxMLP(args.K, args.h0, args.hidden, args.L, args.ngram, args.ngram_bits)
+    if args.init_from:
+        from intmodel import load_lmfsm
+        src_arrays = load_lmfsm(args.init_from) if args.init_from.endswith(".lmfsm") else dict(np.load(args.init_from))
+        model.init_from(src_arrays)
+        log("initialized from", args.init_from)
+    opt = make_opt(model, args, args.lr)
     state = {"step": 0, "tokens": 0, "elapsed": 0.0, "args": vars(args)}
-    sampler = D.Sampler(train, args.K, seed=args.seed)
+    sampler = D.Sampler(train, args.K, seed=args.seed, ng=ng)
     src = args.ckpt_from if (args.export_only and args.ckpt_from) else ckpt
     if (args.resume or args.export_only) and os.path.exists(src):
         ck = torch.load(src)
@@ -379,10 +503,10 @@ def main():
             arrays = model.export_arrays()
             log("shifts", model.shifts, "post-training-quantized (int) val:", fmt(eval_int(arrays, vset)))
             # fresh moments for the quantized phase
-            opt = torch.optim.Adam(model.parameters(), lr=args.qat_lr, betas=(0.9, 0.98), eps=1e-8)
+            opt = make_opt(model, args, args.qat_lr)
         lr = lr_at(state, args)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["mult"]
         rows, tgt = sampler.batch(args.batch)
         ce, pen = loss_fn(model, torch.from_numpy(rows), torch.from_numpy(tgt))
         opt.zero_grad(set_to_none=True)
