@@ -122,7 +122,7 @@ func (s *Store) putGroup(txn kv.Txn, sb *segBatch, ino, g uint64, blocks []newBl
 	if g*GroupBlocks*bs < oldSize {
 		bp := valueBufs.Get().(*[]byte)
 		defer valueBufs.Put(bp)
-		stored, err := getStored(txn, key, bp)
+		stored, err := readPooled(txn, key, bp)
 		switch {
 		case err == nil:
 			existed = true
@@ -213,17 +213,18 @@ func (s *Store) withGroup(stored []byte, ino, g uint64, fn func(v []byte) error)
 	return fn(v)
 }
 
-// valueBufs holds buffers for stored group values read on the data path: an inline group
-// (up to inlineMax bytes) or a segment reference. A format-2 group, which can be larger,
-// grows its buffer (getStored keeps the larger one).
+// valueBufs holds buffers for values read on hot paths and decoded at once: stored group
+// values (an inline group, up to inlineMax bytes, or a segment reference), inodes, directory
+// entries. A format-2 group, which can be larger, grows its buffer (readPooled keeps the
+// larger one).
 var valueBufs = sync.Pool{New: func() any {
 	b := make([]byte, 0, 2*inlineMax)
 	return &b
 }}
 
-// getStored reads the stored value of key into *bp's memory (a buffer from valueBufs): no
+// readPooled reads the value of key into *bp's memory (a buffer from valueBufs): no
 // allocation per read. The value is valid until *bp is used again or put back.
-func getStored(txn kv.Txn, key []byte, bp *[]byte) ([]byte, error) {
+func readPooled(txn kv.Txn, key []byte, bp *[]byte) ([]byte, error) {
 	v, err := txn.Get(key, (*bp)[:0])
 	if cap(v) > cap(*bp) {
 		*bp = v[:0]

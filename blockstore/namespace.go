@@ -22,7 +22,9 @@ const (
 
 // loadInode reads inode ino (ENOENT if there is none).
 func loadInode(txn kv.Txn, ino uint64) (Inode, error) {
-	v, err := txn.Get(inodeKey(ino), nil)
+	bp := valueBufs.Get().(*[]byte)
+	defer valueBufs.Put(bp)
+	v, err := readPooled(txn, inodeKey(ino), bp)
 	if errors.Is(err, kv.ErrNotFound) {
 		return Inode{}, syscall.ENOENT
 	}
@@ -36,7 +38,9 @@ func loadInode(txn kv.Txn, ino uint64) (Inode, error) {
 func saveInode(txn kv.Txn, n *Inode) error { return txn.Set(inodeKey(n.Ino), n.marshal()) }
 
 func getDirent(txn kv.Txn, parent uint64, name string) (dirent, error) {
-	v, err := txn.Get(direntKey(parent, name), nil)
+	bp := valueBufs.Get().(*[]byte)
+	defer valueBufs.Put(bp)
+	v, err := readPooled(txn, direntKey(parent, name), bp)
 	if errors.Is(err, kv.ErrNotFound) {
 		return dirent{}, syscall.ENOENT
 	}

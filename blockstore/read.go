@@ -119,7 +119,7 @@ func (s *Store) readRange(ctx context.Context, txn kv.Txn, ino uint64, dst []byt
 	bp := valueBufs.Get().(*[]byte)
 	defer valueBufs.Put(bp)
 	for g := first / GroupBlocks; g <= last/GroupBlocks; g++ {
-		v, err := getStored(txn, groupKey(ino, g), bp)
+		v, err := readPooled(txn, groupKey(ino, g), bp)
 		if errors.Is(err, kv.ErrNotFound) {
 			lo, hi := max(first, g*GroupBlocks), min(last, g*GroupBlocks+GroupBlocks-1)
 			for b := lo; b <= hi; b++ {
@@ -239,7 +239,7 @@ func (s *Store) blockAt(txn kv.Txn, ino, blk uint64, gen uint64) ([]byte, error)
 	g, slot := groupOf(blk)
 	bp := valueBufs.Get().(*[]byte)
 	defer valueBufs.Put(bp)
-	stored, err := getStored(txn, groupKey(ino, g), bp)
+	stored, err := readPooled(txn, groupKey(ino, g), bp)
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, nil
 	}

@@ -180,7 +180,7 @@ func (s *Store) smallFileStored(ino uint64) (int64, error) {
 	err := s.viewOnce(func(txn kv.Txn) error {
 		bp := valueBufs.Get().(*[]byte)
 		defer valueBufs.Put(bp)
-		v, err := getStored(txn, groupKey(ino, 0), bp)
+		v, err := readPooled(txn, groupKey(ino, 0), bp)
 		if errors.Is(err, kv.ErrNotFound) {
 			return nil
 		}
