@@ -35,16 +35,18 @@ type CompactOptions struct {
 
 // CompactorStats describe the compactor's work since the store was opened.
 type CompactorStats struct {
-	Running     bool    `json:"running"`
-	Blocks      int64   `json:"blocks_done"`
-	RawBytes    int64   `json:"raw_bytes_done"`
-	Saved       int64   `json:"bytes_saved"`
-	Skipped     int64   `json:"blocks_skipped"` // overwritten while being recoded
-	FastBlocks  int64   `json:"fast_blocks"`    // raw blocks the fast pass coded
-	LMBlocks    int64   `json:"lm_blocks"`
-	BusySeconds float64 `json:"busy_seconds"`
-	BytesPerSec float64 `json:"raw_bytes_per_second"`
-	LastError   string  `json:"last_error,omitempty"`
+	Running  bool  `json:"running"`
+	Blocks   int64 `json:"blocks_done"`
+	RawBytes int64 `json:"raw_bytes_done"`
+	Saved    int64 `json:"bytes_saved"`
+	Skipped  int64 `json:"blocks_skipped"` // overwritten while being recoded
+	// StaleRecoded: blocks of an older model replaced by a smaller record (RecodeStale).
+	StaleRecoded int64   `json:"stale_recoded,omitempty"`
+	FastBlocks   int64   `json:"fast_blocks"` // raw blocks the fast pass coded
+	LMBlocks     int64   `json:"lm_blocks"`
+	BusySeconds  float64 `json:"busy_seconds"`
+	BytesPerSec  float64 `json:"raw_bytes_per_second"`
+	LastError    string  `json:"last_error,omitempty"`
 	// The batch being recoded and the rate of the recent ones (compactprogress.go).
 	BatchBlocks        int64   `json:"batch_blocks"`
 	BatchSeconds       float64 `json:"batch_seconds"`
@@ -118,6 +120,13 @@ func (s *Store) Compactor() CompactorStats {
 	}
 	c.recode.fill(&st)
 	return st
+}
+
+// statsSnapshot returns the compactor's counters.
+func (c *compactor) statsSnapshot() CompactorStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
 }
 
 // kickCompactor wakes the compactor after a write.
@@ -343,11 +352,12 @@ func (s *Store) fastPass(c *compactor, marks [][]byte) error {
 // what is smaller.
 func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 	type item struct {
-		gi   int // index into marks
-		slot int
-		old  []byte // record as read
-		raw  []byte
-		rec  []byte // new record
+		gi    int // index into marks
+		slot  int
+		old   []byte // record as read
+		raw   []byte
+		rec   []byte // new record
+		stale bool   // final, but coded by another model (recode.go): replaced only when smaller
 	}
 	start := time.Now()
 	_, olds, err := s.readGroups(marks)
@@ -366,6 +376,8 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 		for slot, rec := range grp {
 			if codec.RecordStage(rec) != codec.StageFinal {
 				items = append(items, &item{gi: gi, slot: slot, old: rec})
+			} else if c.opts.Policy.Stale(rec) {
+				items = append(items, &item{gi: gi, slot: slot, old: rec, stale: true})
 			}
 		}
 	}
@@ -406,10 +418,10 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 		byGroup[it.gi] = append(byGroup[it.gi], it)
 	}
 	var d Delta
-	var done, skipped, rawBytes, saved int64
+	var done, skipped, rawBytes, saved, staleDone int64
 	err = s.updateData(func(txn kv.Txn, sb *segBatch) error {
 		d = Delta{}
-		done, skipped, rawBytes, saved = 0, 0, 0, 0
+		done, skipped, rawBytes, saved, staleDone = 0, 0, 0, 0, 0
 		for gi, mk := range marks {
 			ino, g := decodeU64U64(mk)
 			key := groupKey(ino, g)
@@ -436,6 +448,12 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 				if !bytes.Equal(grp[it.slot], it.old) {
 					skipped++ // overwritten meanwhile: the newer write wins
 					continue
+				}
+				if it.stale {
+					if len(it.rec) >= len(it.old) {
+						continue // the older model's record stays: it is no larger
+					}
+					staleDone++
 				}
 				grp[it.slot] = it.rec
 				swapped++
@@ -473,6 +491,7 @@ func (s *Store) compactBatch(c *compactor, marks [][]byte) error {
 	c.stats.Skipped += skipped
 	c.stats.RawBytes += rawBytes
 	c.stats.Saved += saved
+	c.stats.StaleRecoded += staleDone
 	c.stats.LMBlocks += int64(lmBlocks)
 	c.mu.Unlock()
 	track.end()

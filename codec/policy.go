@@ -33,6 +33,8 @@ import (
 // (LMCodec implements it).
 type LMEncoder interface {
 	EncodeVerified(blocks [][]byte) ([][]byte, error)
+	// ShortID is the model id its payloads start with.
+	ShortID() uint32
 }
 
 // Policy is the compactor's codec choice. DefaultPolicy is what stores and the bench use.
@@ -107,6 +109,25 @@ func ModelOf(rec []byte) (shortID uint32, ok bool) {
 		return 0, false
 	}
 	return binary.BigEndian.Uint32(payload), true
+}
+
+// LMShortID returns the short id of the model new blocks get; ok is false without one.
+func (p *Policy) LMShortID() (id uint32, ok bool) {
+	if p.LM == nil {
+		return 0, false
+	}
+	return p.LM.ShortID(), true
+}
+
+// Stale reports whether rec is an LM block of another model than the one new blocks get (after
+// an upgrade of the default model): worth recoding (blockstore's RecodeStale), and kept unless
+// the new record is smaller.
+func (p *Policy) Stale(rec []byte) bool {
+	if p.LM == nil {
+		return false
+	}
+	id, ok := ModelOf(rec)
+	return ok && id != p.LM.ShortID()
 }
 
 // Fast returns what the fast pass makes of rec: a record coded by FastCodec, still pending,

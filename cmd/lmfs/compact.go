@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ func runCompact(args []string) error {
 	var lf lmFlags
 	lf.register(fl)
 	wait := fl.Bool("wait", false, "with a mounted store: wait until nothing is pending (the mount compacts in the background anyway)")
+	recode := fl.Bool("recode", false, "also recode the blocks an older model coded (after an upgrade) with the model new blocks get; each is replaced only by a smaller record")
 	quiet := fl.Bool("quiet", false, "no progress (a bar on a terminal, else a line every 10 s)")
 	pos, err := parseArgs(fl, args, 1, 1)
 	if err != nil {
@@ -44,6 +46,9 @@ func runCompact(args []string) error {
 	var rep report
 	if err := controlGet(store, "/stats", &rep); err == nil {
 		// A mount serves this store: its compactor is already at work.
+		if *recode {
+			return recodeMounted(store, rep.PID, *wait, show)
+		}
 		if !*wait {
 			fmt.Printf("%d blocks pending; the mount (pid %d) is compacting them\n", rep.Pending, rep.PID)
 			return nil
@@ -86,14 +91,32 @@ func runCompact(args []string) error {
 	}
 	defer lm.Close()
 	st.StartCompactor(blockstore.CompactOptions{Policy: lm.policy(), Idle: 100 * time.Millisecond})
-	err = waitPending(func() (*compactorReport, error) {
-		c := st.Compactor()
-		if c.LastError != "" {
-			return nil, fmt.Errorf("compactor: %s", c.LastError)
+	err = nil
+	if *recode {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-sig:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err = recodeOffline(ctx, st, show)
+		cancel()
+		if errors.Is(err, context.Canceled) {
+			err = errInterrupted
 		}
-		n := st.Counters()
-		return newCompactorReport(c, n.Pending, n.PendingRaw), nil
-	}, show, sig)
+	}
+	if err == nil {
+		err = waitPending(func() (*compactorReport, error) {
+			c := st.Compactor()
+			if c.LastError != "" {
+				return nil, fmt.Errorf("compactor: %s", c.LastError)
+			}
+			n := st.Counters()
+			return newCompactorReport(c, n.Pending, n.PendingRaw), nil
+		}, show, sig)
+	}
 	if errors.Is(err, errInterrupted) {
 		// The batch being coded is finished or dropped (recoding is all or nothing per
 		// block), then the store is closed as after a finished run; a second signal quits.

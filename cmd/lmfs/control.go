@@ -15,7 +15,7 @@ import (
 	"lmfs/blockstore"
 )
 
-// The control socket: a running mount answers `lmfs stats`, `lmfs umount` and `lmfs compact`
+// The control socket: a running mount answers `lmfs stats`, `lmfs umount`, `lmfs compact` (and --recode)
 // over HTTP on a unix socket next to its store (Badger lets only one process open a store).
 
 // serveControl starts answering on the store's socket; the returned func stops it.
@@ -56,6 +56,15 @@ func serveControl(st *blockstore.Store, extra func() map[string]any, state *serv
 		}
 		serveUsage(st, w, r)
 	})
+	// lmfs compact --recode on a mounted store (recode.go).
+	rc := &recoder{}
+	mux.HandleFunc("/recode", func(w http.ResponseWriter, r *http.Request) {
+		if state.Phase() != phaseServing {
+			http.Error(w, "the store is closing", http.StatusServiceUnavailable)
+			return
+		}
+		rc.serve(st, w, r)
+	})
 	// Profiles of the running mount, for performance work: go tool pprof over the socket.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -63,6 +72,7 @@ func serveControl(st *blockstore.Store, extra func() map[string]any, state *serv
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
 	return func() {
+		rc.stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
