@@ -47,7 +47,12 @@ func (c *fsckRun) passBlocks() error {
 	c.totalBlocks, _, _ = total.Stored()
 	if c.o.Full {
 		// The LM blocks take the time (one model step per byte): progress counts them.
-		c.totalBlocks = total.Codecs[codec.LM.String()].Blocks
+		c.totalBlocks = 0
+		for name, u := range total.Codecs {
+			if codec.NameNeedsModel(name) {
+				c.totalBlocks += u.Blocks
+			}
+		}
 	}
 	for _, n := range c.inodes {
 		c.computed.addInode(&n.n, 1)

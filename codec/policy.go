@@ -101,6 +101,10 @@ func AppendFresh(dst, raw []byte) []byte { return AppendRawRecord(dst, raw, Flag
 // batches (DecodeRecords) and are worth caching once decoded.
 func NeedsModel(rec []byte) bool { return len(rec) > 0 && ID(rec[0]) == LM }
 
+// NameNeedsModel reports whether blocks of the codec with that name (ID.String) need a model to
+// decode: what fsck --full counts as the slow part.
+func NameNeedsModel(name string) bool { return name == LM.String() }
+
 // ModelOf returns the short id of the model rec needs to decode; ok is false when it needs
 // none, or its header or payload is too short to say.
 func ModelOf(rec []byte) (shortID uint32, ok bool) {
