@@ -14,15 +14,23 @@ import (
 	"lmfs/model"
 )
 
-// Golden vectors of the shipped model: blocks and their LM payloads, coded once with the
-// default model and committed. Every later lmfs must decode them byte-exact, on the Go
-// evaluator and on ONNX Runtime, and must still encode them to the same bytes. When the default
-// model changes, copy the old model file to testdata/golden/<short id>.lmfsm so this test (and
-// the stores that hold blocks coded with it) keep decoding.
+// Golden vectors of every model lmfs has shipped as its default: blocks and their LM payloads,
+// coded once with that model and committed as testdata/golden/<short id>.bin. Every later lmfs
+// must decode them byte-exact, on the Go evaluator and on ONNX Runtime, and must still encode
+// them to the same bytes. When the default model changes, copy the old model file to
+// testdata/golden/<short id>.lmfsm (its vectors stay), and LMFS_WRITE_GOLDEN=1 writes the new
+// default's vectors once.
 //
 // File format: repeated {uint16 raw length, raw, uint16 payload length, payload}, little endian.
 
-const goldenFile = "testdata/golden/default-model.bin"
+// goldenFiles are the committed vector files, one per shipped model.
+func goldenFiles(t *testing.T) []string {
+	files, err := filepath.Glob("testdata/golden/*.bin")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden vectors in testdata/golden (LMFS_WRITE_GOLDEN=1 makes the default's): %v", err)
+	}
+	return files
+}
 
 func goldenBlocks() [][]byte {
 	var out [][]byte
@@ -37,8 +45,8 @@ func goldenBlocks() [][]byte {
 	return out
 }
 
-func readGolden(t *testing.T) (raws, payloads [][]byte) {
-	b, err := os.ReadFile(goldenFile)
+func readGolden(t *testing.T, file string) (raws, payloads [][]byte) {
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("golden vectors: %v (LMFS_WRITE_GOLDEN=1 makes them, once)", err)
 	}
@@ -81,11 +89,31 @@ func TestGoldenDefaultModel(t *testing.T) {
 	if os.Getenv("LMFS_WRITE_GOLDEN") == "1" {
 		writeGolden(t)
 	}
-	raws, payloads := readGolden(t)
+	def, err := model.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	haveDefault := false
+	for _, f := range goldenFiles(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			id := testGoldenFile(t, f)
+			haveDefault = haveDefault || id == def.ShortID()
+		})
+	}
+	if !haveDefault {
+		t.Errorf("no golden vectors of the default model %08x (LMFS_WRITE_GOLDEN=1 writes them)", def.ShortID())
+	}
+}
+
+func testGoldenFile(t *testing.T, file string) uint32 {
+	raws, payloads := readGolden(t, file)
 	if len(raws) == 0 {
 		t.Fatal("no golden vectors")
 	}
 	id := binary.BigEndian.Uint32(payloads[0])
+	if want := fmt.Sprintf("%08x.bin", id); filepath.Base(file) != want {
+		t.Errorf("%s holds vectors of model %08x: it should be named %s", file, id, want)
+	}
 	m := goldenModel(t, id)
 	lens := make([]int, len(raws))
 	for i := range raws {
@@ -127,6 +155,7 @@ func TestGoldenDefaultModel(t *testing.T) {
 			}
 		}
 	}
+	return id
 }
 
 func writeGolden(t *testing.T) {
@@ -147,8 +176,8 @@ func writeGolden(t *testing.T) {
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(payloads[i])))
 		b = append(b, payloads[i]...)
 	}
-	os.MkdirAll(filepath.Dir(goldenFile), 0o755)
-	if err := os.WriteFile(goldenFile, b, 0o644); err != nil {
+	file := filepath.Join("testdata/golden", fmt.Sprintf("%08x.bin", m.ShortID()))
+	if err := os.WriteFile(file, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %d golden vectors with model %08x", len(raws), m.ShortID())
