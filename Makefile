@@ -3,7 +3,7 @@
 GO ?= go
 ORT_VERSION ?= 1.24.3
 
-.PHONY: all build ort deps test fuzz bench bench-fs bench-codec bench-lm clean
+.PHONY: all build ort ort-gpu deps test fuzz bench bench-fs bench-codec bench-lm clean
 
 all: deps ort build
 
@@ -12,6 +12,12 @@ build:
 
 ort:
 	ORT_VERSION=$(ORT_VERSION) bash scripts/fetch-ort.sh lib
+
+# Optional, for NVIDIA GPUs: ONNX Runtime with its CUDA provider in ./lib-gpu (about 260 MiB;
+# README "NVIDIA GPU"): lmfs mount --device cuda --ort-lib lib-gpu/libonnxruntime.so.1 ...
+# Nothing else depends on it.
+ort-gpu:
+	bash scripts/fetch-ort-gpu.sh lib-gpu
 
 deps:
 	bash scripts/install-deps.sh
@@ -50,7 +56,7 @@ bench-codec: build
 	$(GO) test -run XXX -bench . -benchtime 2x ./codec/ ./model/
 
 clean:
-	rm -rf lmfs lib build
+	rm -rf lmfs lib lib-gpu build
 
 # Disk space: write 1 GiB, delete it, show the store's size on disk shrink (SIZE_MIB, WAIT).
 .PHONY: bench-space
