@@ -170,6 +170,30 @@ func ortReason(err error) string {
 	return s
 }
 
+// cudaReason says why setting up the CUDA provider failed (what: the step). ONNX Runtime
+// loads the provider library, and through it the NVIDIA libraries, only then; a missing NVIDIA
+// library is the common failure, and the loader's words ("Failed to load library P with
+// error: libcublasLt.so.13: cannot open shared object file: ...") become what to install.
+func cudaReason(what string, err error) string {
+	s := ortReason(err)
+	const pre, mid = "Failed to load library ", " with error: "
+	i := strings.Index(s, pre)
+	j := strings.Index(s, mid)
+	if i < 0 || j < i+len(pre) {
+		return what + ": " + s
+	}
+	lib, why := s[i+len(pre):j], strings.TrimSpace(s[j+len(mid):])
+	k := strings.Index(why, ": cannot open shared object file")
+	if k <= 0 {
+		return fmt.Sprintf("cannot load the CUDA provider %s: %s", lib, why)
+	}
+	missing := why[:k]
+	if strings.HasPrefix(filepath.Base(missing), "libonnxruntime") {
+		return fmt.Sprintf("cannot load the CUDA provider: %s is missing (a CUDA build of ONNX Runtime keeps it beside libonnxruntime: make ort-gpu)", missing)
+	}
+	return fmt.Sprintf("cannot load the CUDA provider %s: it needs %s, which the dynamic loader does not find (install the NVIDIA driver and the CUDA 13 runtime, cuBLAS and cuDNN 9, or add their directory to LD_LIBRARY_PATH: README, NVIDIA GPU)", lib, missing)
+}
+
 // cudaProviderDir is where the loaded library looks for its CUDA provider: the directory
 // it was loaded from (ONNX Runtime loads providers from beside itself), per the process's
 // memory maps, which also covers a library found on the loader's search path.
@@ -295,7 +319,8 @@ func (s *ortSession) destroy() {
 func NewORTRunner(m *Model, o Options) (Runner, error) {
 	r, cudaErr, err := newORT(m, o)
 	if cudaErr != nil && err == nil {
-		o.logger().Info("model runner: CUDA unavailable, using ONNX Runtime on the CPU", "model", m.Name(), "cuda_err", cudaErr)
+		// The library has a CUDA provider, so the GPU was likely expected: a warning.
+		o.logger().Warn("model runner: CUDA unavailable, using ONNX Runtime on the CPU", "model", m.Name(), "cuda_err", cudaErr)
 	}
 	if err != nil {
 		return nil, err
@@ -372,15 +397,16 @@ func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
 	if cuda {
 		cu, err := ort.NewCUDAProviderOptions()
 		if err != nil {
-			return nil, fmt.Errorf("%w: CUDA provider: %v", ErrORTUnavailable, ortReason(err))
+			return nil, fmt.Errorf("%w: %s", ErrORTUnavailable, cudaReason("CUDA provider", err))
 		}
 		defer cu.Destroy()
-		// TF32 would round the float32 products: never allowed (FORMAT.md).
+		// TF32 would round the float32 products: never allowed (FORMAT.md). Setting options
+		// is where ONNX Runtime first loads the provider library and the NVIDIA ones.
 		if err := cu.Update(map[string]string{"device_id": "0", "use_tf32": "0"}); err != nil {
-			return nil, fmt.Errorf("%w: CUDA provider options: %v", ErrORTUnavailable, ortReason(err))
+			return nil, fmt.Errorf("%w: %s", ErrORTUnavailable, cudaReason("CUDA provider options", err))
 		}
 		if err := opts.AppendExecutionProviderCUDA(cu); err != nil {
-			return nil, fmt.Errorf("%w: CUDA provider: %v", ErrORTUnavailable, ortReason(err))
+			return nil, fmt.Errorf("%w: %s", ErrORTUnavailable, cudaReason("CUDA provider", err))
 		}
 	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.onnx, []string{"ctx"}, []string{"logits"}, opts)

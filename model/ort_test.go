@@ -246,13 +246,46 @@ func TestORTCUDAFailsCleanly(t *testing.T) {
 	if !errors.Is(err, ErrORTUnavailable) {
 		t.Errorf("error %v does not wrap ErrORTUnavailable", err)
 	}
-	r, err = NewORTRunner(m, Options{Device: "auto", Logger: slog.New(slog.DiscardHandler)})
+	if strings.Contains(err.Error(), "\n") {
+		t.Errorf("device cuda: want a one-line error, got %q", err)
+	}
+	var log strings.Builder
+	r, err = NewORTRunner(m, Options{Device: "auto", Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	if r.Backend() != "ort-cpu" {
 		t.Errorf("auto without CUDA: backend %q", r.Backend())
+	}
+	// A library with a CUDA provider (make ort-gpu) that cannot use it says so once, as a
+	// warning; a CPU build says nothing.
+	want := 0
+	if hasCUDAProvider(FindORTLibrary("")) {
+		want = 1
+	}
+	if n := strings.Count(log.String(), "level=WARN msg=\"model runner: CUDA unavailable"); n != want || strings.Count(log.String(), "\n") != want {
+		t.Errorf("auto without CUDA: want %d warning lines, got %q", want, log.String())
+	}
+}
+
+// TestCUDAReason: the loader's words when the CUDA provider cannot load (as ONNX Runtime
+// 1.29 reports them on a machine without the NVIDIA libraries) name what is missing.
+func TestCUDAReason(t *testing.T) {
+	const prov = "/x/lib-gpu/libonnxruntime_providers_cuda.so"
+	for _, c := range []struct{ in, want string }{
+		{"/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:1952 onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library " + prov + " with error: libcublasLt.so.13: cannot open shared object file: No such file or directory",
+			"cannot load the CUDA provider " + prov + ": it needs libcublasLt.so.13, which the dynamic loader does not find"},
+		{"Failed to load library /x/lib-gpu/libonnxruntime_providers_shared.so with error: /x/lib-gpu/libonnxruntime_providers_shared.so: cannot open shared object file: No such file or directory",
+			"/x/lib-gpu/libonnxruntime_providers_shared.so is missing"},
+		{"Failed to load library " + prov + " with error: " + prov + ": undefined symbol: Provider_GetHost",
+			"cannot load the CUDA provider " + prov + ": " + prov + ": undefined symbol: Provider_GetHost"},
+		{"[ONNXRuntimeError] : 1 : FAIL : CUDA failure 100: no CUDA-capable device is detected",
+			"CUDA provider: CUDA failure 100: no CUDA-capable device is detected"},
+	} {
+		if got := cudaReason("CUDA provider", errors.New(c.in)); !strings.Contains(got, c.want) {
+			t.Errorf("cudaReason(%q)\n = %q\nwant it to contain %q", c.in, got, c.want)
+		}
 	}
 }
 
