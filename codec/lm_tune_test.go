@@ -235,7 +235,7 @@ func TestLMTune(t *testing.T) {
 		report("network + "+names[i]+" (no APM)", &p)
 	}
 	report("default", &defaultMix)
-	for i := 1; i < nInputs; i++ {
+	for i := 0; i < nInputs; i++ { // i = 0: the in-block models alone, without the network
 		p := defaultMix
 		p.useInput[i] = false
 		p.ablate = true
