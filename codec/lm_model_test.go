@@ -19,20 +19,29 @@ func loadTuneModel(t testing.TB, path string) Predictor {
 	return model.NewGoRunner(m)
 }
 
-func tinyCodec(t testing.TB) *LMCodec {
-	if _, err := os.Stat(tinyModel); err != nil {
-		t.Skip("no tiny model: ", err)
+func tinyCodec(t testing.TB) *LMCodec { return fixtureCodec(t, tinyModel) }
+
+// fixtureCodec is an LM codec of a fixture model (model/testdata) on the Go evaluator.
+func fixtureCodec(t testing.TB, path string) *LMCodec {
+	if _, err := os.Stat(path); err != nil {
+		t.Skip("no fixture model: ", err)
 	}
-	m, err := model.Load(tinyModel)
+	m, err := model.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return NewLMCodec(model.NewGoRunner(m), m.ShortID())
 }
 
-// TestLMTinyModel round-trips blocks through the real model package (Go evaluator).
+// TestLMTinyModel round-trips blocks through the real model package (Go evaluator), with a
+// format-1 model and a format-2 one (hashed n-gram rows).
 func TestLMTinyModel(t *testing.T) {
-	c := tinyCodec(t)
+	for _, path := range []string{tinyModel, "../model/testdata/tiny-ng.lmfsm"} {
+		t.Run(path[len("../model/testdata/"):], func(t *testing.T) { testLMFixture(t, fixtureCodec(t, path)) })
+	}
+}
+
+func testLMFixture(t *testing.T, c *LMCodec) {
 	var blocks [][]byte
 	for _, b := range testBlocks() {
 		blocks = append(blocks, b)
