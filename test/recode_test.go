@@ -32,28 +32,28 @@ func parseRecode(t *testing.T, out string) recodeResult {
 	return recodeResult{m[1], n(m[2]), n(m[3]), n(m[4])}
 }
 
-// fixtureModel copies model/testdata/NAME to a temporary file and returns its path.
-func fixtureModel(t *testing.T, name string) string {
+// modelCopy copies a model file (a path relative to the repository root) to a temporary file
+// and returns its path.
+func modelCopy(t *testing.T, rel string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "model", "testdata", name))
+	b, err := os.ReadFile(filepath.Join("..", rel))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), name)
+	p := filepath.Join(t.TempDir(), filepath.Base(rel))
 	writeFile(t, p, b)
 	return p
 }
 
-// TestRecodeOlderModel: blocks coded by one model move to another (an lmfs upgrade's new
-// default) with `lmfs compact --recode`, on a mounted store and offline; every file reads back
-// the same, a block is replaced only by a smaller record, a second run finds only the blocks
-// that were kept, and fsck is clean.
+// TestRecodeOlderModel: a store whose blocks the previous default model (v1, kept in
+// codec/testdata/golden) coded reads back the same with this lmfs, and its blocks move to the
+// current default with `lmfs compact --recode`, on a mounted store and offline; a block is
+// replaced only by a smaller record, a second run finds only the blocks that were kept, and
+// fsck is clean.
 func TestRecodeOlderModel(t *testing.T) {
 	needFUSE(t)
 	files := pickCorpus(t, 96<<10, "code", "text")
-	// The old model is the random-weight fixture (its blocks are LM only thanks to the in-block
-	// mixing); the new one the shipped default, which codes text far better.
-	oldModel := fixtureModel(t, "tiny.lmfsm")
+	oldModel := modelCopy(t, "codec/testdata/golden/56dcee22.lmfsm")
 	store := newStore(t)
 	dir := newMountDir(t)
 	m := mountAt(t, store, dir, "--model", oldModel)
@@ -74,7 +74,7 @@ func TestRecodeOlderModel(t *testing.T) {
 		t.Errorf("found %d blocks of older models, the store had %d LM blocks", r1.stale, before.Codecs["lm"].Blocks)
 	}
 	if r1.groups == 0 || r1.recoded == 0 || r1.recoded > r1.stale {
-		t.Errorf("implausible recode summary %+v: the default model should beat the random one", r1)
+		t.Errorf("implausible recode summary %+v: the current default should beat v1 on most blocks", r1)
 	}
 	verifyFiles(t, m.dir, files, "after the mounted recode")
 	after := fullStatsOf(t, m.dir)
