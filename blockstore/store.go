@@ -647,29 +647,12 @@ func (s *Store) update(fn func(txn kv.Txn) error) error {
 	}
 }
 
-// updateOnce is one attempt of update (kv.UpdateOnce, with fn called directly).
-func (s *Store) updateOnce(fn func(txn kv.Txn) error) error {
-	txn, err := s.db.Begin(true)
-	if err != nil {
-		return err
-	}
-	defer txn.Discard()
-	if err := fn(txn); err != nil {
-		return err
-	}
-	return txn.Commit()
-}
+// updateOnce is one attempt of update.
+func (s *Store) updateOnce(fn func(txn kv.Txn) error) error { return kv.UpdateOnce(s.db, fn) }
 
-// viewOnce runs fn in a read-only transaction (kv.View, with fn called directly); view
-// (groupio.go) retries it when a data segment moved.
-func (s *Store) viewOnce(fn func(txn kv.Txn) error) error {
-	txn, err := s.db.Begin(false)
-	if err != nil {
-		return err
-	}
-	defer txn.Discard()
-	return fn(txn)
-}
+// viewOnce runs fn in a read-only transaction; view (groupio.go) retries it when a data
+// segment moved.
+func (s *Store) viewOnce(fn func(txn kv.Txn) error) error { return kv.View(s.db, fn) }
 
 // badgerLogger routes Badger's chatter to slog at debug level (warnings and errors stay visible).
 type badgerLogger struct{ l *slog.Logger }
