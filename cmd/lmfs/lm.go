@@ -207,8 +207,11 @@ func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, e
 		// puts one back below when it is the same file.
 		log.Error("a stored model is damaged; its LM blocks cannot be read", "model", fmt.Sprintf("%x", id))
 	}
+	have := map[[32]byte]bool{} // intact copies the store holds (Models checked their ids)
 	for _, data := range stored {
-		if _, _, err := add(data, fmt.Sprintf("stored model %x", sha256.Sum256(data))); err != nil {
+		id := sha256.Sum256(data)
+		have[id] = true
+		if _, _, err := add(data, fmt.Sprintf("stored model %x", id)); err != nil {
 			l.Close()
 			return nil, err
 		}
@@ -224,9 +227,13 @@ func openModels(st *blockstore.Store, lf lmFlags, log *slog.Logger) (*lmSetup, e
 			l.Close()
 			return nil, err
 		}
-		if err := st.PutModel(m.Bytes()); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("record model in store: %w", err)
+		// Recorded unless the store already holds an intact copy: PutModel would read the
+		// copy back and hash it again (21 MB for the default model) at every mount.
+		if !have[m.ID()] {
+			if err := st.PutModel(m.Bytes()); err != nil {
+				l.Close()
+				return nil, fmt.Errorf("record model in store: %w", err)
+			}
 		}
 		l.info["model"] = fmt.Sprintf("%s (%08x)", m.Name(), m.ShortID())
 		if l.info["model_backend"] == "go" && lf.device != "go" {
