@@ -280,16 +280,7 @@ func TestCLIStorePathProblems(t *testing.T) {
 
 	// Another user's store: a permission problem, said so (not "not an lmfs store", no chown
 	// advice to someone who does not own it). Its directory is one others can reach.
-	shared, err := os.MkdirTemp("", "lmfs-shared-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
-	os.Chmod(shared, 0o755)
-	bin := filepath.Join(shared, "lmfs")
-	if err := os.WriteFile(bin, readFile(t, lmfsBin), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	shared, bin := sharedBin(t)
 	store := filepath.Join(shared, "store")
 	m := mountStore(t, store)
 	writeFile(t, m.path("f"), []byte("x"))

@@ -167,6 +167,18 @@ func mountStore(t testing.TB, store string, flags ...string) *fsMount {
 	return mountAt(t, store, newMountDir(t), flags...)
 }
 
+// sharedBin makes a directory other users can reach (sharedDir) holding a copy of the lmfs
+// binary, for tests that run lmfs as another user; it returns the directory and the copy.
+func sharedBin(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir = sharedDir(t)
+	bin = filepath.Join(dir, "lmfs")
+	if err := os.WriteFile(bin, readFile(t, lmfsBin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
+}
+
 // newMountDir makes an empty mount point.
 func newMountDir(t testing.TB) string {
 	t.Helper()

@@ -221,16 +221,7 @@ func TestStatsPathOtherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run as another user")
 	}
-	shared, err := os.MkdirTemp("", "lmfs-usage-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(shared) })
-	os.Chmod(shared, 0o755)
-	bin := filepath.Join(shared, "lmfs")
-	if err := os.WriteFile(bin, readFile(t, lmfsBin), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	shared, bin := sharedBin(t)
 	mnt := filepath.Join(shared, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
