@@ -143,7 +143,9 @@ func (s *Store) collectSegments(stop <-chan struct{}, low bool) (removed int, sc
 			return removed, scans, nil
 		default:
 		}
-		if !s.roomFor(live[id]) {
+		// A segment without live entries moves nothing: it goes however full the disk is
+		// (deleting files must give space back even when something else filled it).
+		if live[id] > 0 && !s.roomFor(live[id]) {
 			s.log.Debug("segment GC: no room to move a segment's live entries now", "segment", id, "live", live[id])
 			skipped = true
 			continue

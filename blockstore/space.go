@@ -34,7 +34,8 @@ import (
 //     deleted; the forced flush of gc.go writes the same;
 //   - data segments: the current segment is allocated ahead in steps (segAllocStep), and
 //     segment GC copies a segment's live entries before it deletes the file (segGCRoom: GC
-//     skips a segment whose live bytes would take more, see roomFor);
+//     skips a segment whose live bytes would take more, see roomFor; a segment with nothing
+//     live needs no room and goes however little is free);
 //   - spaceSlack: writes already past the check when free space ran out (at most one
 //     1 MiB chunk per concurrent writer), MANIFEST/DISCARD updates, small compaction output.
 //
@@ -45,6 +46,17 @@ import (
 // Space freed by deletes comes back through segment GC and value-log GC (gc.go), which look
 // at once, with a lower bar, while the guard is refusing writes; a refused write waits for
 // them (reserveSpace), so a write right after a delete gets the space the delete freed.
+//
+// What segment GC cannot give back: it moves a segment's live entries only while free space
+// stays at least reserve-segGCRoom after the copy (below that the copy would eat what
+// Badger's mmaps may still need: the SIGBUS above). When the store itself filled the disk,
+// writes stop with free space at the reserve, so a segment whose live bytes are at most
+// segGCRoom (a full 64 MiB segment at least half garbage) can be moved, and each one deleted
+// makes room for the next (fewest live bytes first, statfs asked again for each). When
+// something else filled the disk, or Badger's flushes took their part of the reserve after
+// the last accepted write, free space can be below reserve-segGCRoom: then no live entry
+// moves, and only segments whose every group was deleted (and value-log GC) give space back
+// until space is freed outside the store.
 //
 // statfs is cheap but not free: its result is reused for up to spaceRecheck, with the bytes
 // accepted since then subtracted; near the reserve every check asks the kernel again.
