@@ -195,6 +195,13 @@ func openStore(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !created {
+		// A crash right after Badger made a value-log file leaves it without its header
+		// (vlogcheck.go).
+		if err := fixShortValueLog(dir, opts.ReadOnly, opts.Logger); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
+	}
 	if !opts.ReadOnly && !created {
 		if err := guardValueLog(dir); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
@@ -579,13 +586,23 @@ func (s *Store) Close() error {
 	return err
 }
 
-// markClosed leaves the marker of a clean close (vlogcheck.go), durably, never through a symlink.
+// markClosed leaves the marker of a clean close (vlogcheck.go), naming the newest value-log
+// file, durably, never through a symlink.
 func markClosed(dir string) error {
 	f, err := openNoFollow(filepath.Join(dir, closedMarker), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("mark store closed: %w", err)
 	}
-	f.Close()
+	_, err = f.Write(closedText(dir))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("mark store closed: %w", err)
+	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("mark store closed: sync directory: %w", err)
 	}

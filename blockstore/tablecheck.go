@@ -173,8 +173,8 @@ func checkKeyRegistry(dir string) error {
 
 // checkValueLogHeader checks the key id in a value-log file's header (8 bytes, then a 12-byte
 // IV): lmfs never encrypts, so it is 0; another number made Badger refuse the store with
-// "Error for the KEY ID ...: Invalid datakey id". (A file shorter than its header is left to
-// Badger and vlogcheck.go.)
+// "Error for the KEY ID ...: Invalid datakey id". (A file shorter than its header was dealt
+// with before: fixShortValueLog, vlogcheck.go.)
 func checkValueLogHeader(path string) error {
 	f, _, err := openStoreFile(path)
 	if err != nil {

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4/y"
+	"golang.org/x/sys/unix"
 )
 
 // Guarding the newest value-log file. When Badger opens a store read-write it cuts its newest
@@ -33,10 +37,16 @@ const (
 
 // newestValueLog returns the path of the value-log file with the highest number, or "".
 func newestValueLog(dir string) string {
-	ms, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	ms := valueLogs(dir)
 	if len(ms) == 0 {
 		return ""
 	}
+	return ms[len(ms)-1]
+}
+
+// valueLogs returns the paths of dir's value-log files, lowest number first.
+func valueLogs(dir string) []string {
+	ms, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
 	sort.Slice(ms, func(i, j int) bool {
 		a, b := filepath.Base(ms[i]), filepath.Base(ms[j])
 		if len(a) != len(b) {
@@ -44,7 +54,16 @@ func newestValueLog(dir string) string {
 		}
 		return a < b
 	})
-	return ms[len(ms)-1]
+	return ms
+}
+
+// valueLogNumber is the number in a value-log file's name (Badger's "%06d.vlog"), or -1.
+func valueLogNumber(path string) int64 {
+	n, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), ".vlog"), 10, 32)
+	if err != nil {
+		return -1
+	}
+	return int64(n)
 }
 
 // checkValueLog returns the offset of the first damaged entry of a value-log file that has
@@ -130,6 +149,122 @@ func guardValueLog(dir string) error {
 	}
 	if bad >= 0 {
 		return fmt.Errorf("%w: %s fails its checksum at offset %d with records after it; opening it for writing would drop them, so the store was left untouched (lmfs fsck reads it read-only)", ErrDamagedLog, filepath.Base(p), bad)
+	}
+	return nil
+}
+
+// A value-log file shorter than its header. Badger makes a value-log file (at every read-write
+// open, and whenever the current one is full) by creating it, extending it to twice
+// ValueLogFileSize and writing its 20-byte header through a shared mmap; a power loss before
+// the size or the header reached the disk leaves the newest file empty (or, on some file
+// systems, cut inside the header). Such a file holds nothing the store promised: lmfs does
+// not have Badger sync its writes (SyncWrites is off), Sync does, through Badger's db.Sync,
+// which msyncs the current value-log file (fdatasync: its size and its bytes), so a file
+// that a Sync had covered would have its full size. Badger itself refuses an empty one
+// ("Open existing file ...: Create a new file", read-only: "truncate ...: invalid argument")
+// and on its way out grows it, so that the next open passes and forgets that anything was
+// wrong; and it takes a file cut inside its header, writing zeros over the rest.
+//
+// So before Badger opens the store, lmfs looks at the sizes itself:
+//   - the newest file, after a crash (no lmfs.closed, or lmfs.closed naming an older newest
+//     file: a crash during the open that followed a clean close), gets its 20-byte header
+//     (key id 0: lmfs never encrypts; the IV is used only for encryption), durably, under
+//     Badger's exclusive directory lock, with a log line; Badger then opens it as a file it
+//     made and wrote nothing to. A read-only open changes nothing: it is ErrUnclean (a mount or
+//     lmfs fsck repairs it);
+//   - the newest file of a cleanly closed store, when lmfs.closed names it (a clean close
+//     leaves it at least its header) or names no file (written by an older lmfs), and any
+//     file that is not the newest (Badger moved on from it, so it had its header), is damage:
+//     the records it held are lost, so the store is refused (ErrDamagedLog), untouched.
+
+// closedNewest reads lmfs.closed: whether the store was closed cleanly, and the number of the
+// newest value-log file when it was (-1: the marker does not say, as one of an older lmfs).
+func closedNewest(dir string) (clean bool, newest int64) {
+	b, err := readStoreFile(dir, closedMarker, 4096)
+	if err != nil {
+		_, lerr := os.Lstat(filepath.Join(dir, closedMarker))
+		return lerr == nil, -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, closedNewestPrefix); ok {
+			return true, valueLogNumber(name)
+		}
+	}
+	return true, -1
+}
+
+// closedNewestPrefix starts the line of lmfs.closed that names the newest value-log file.
+const closedNewestPrefix = "newest value log: "
+
+// closedText is what markClosed writes into lmfs.closed for the store in dir (Badger closed).
+func closedText(dir string) []byte {
+	b := []byte("closed cleanly\n")
+	if p := newestValueLog(dir); p != "" {
+		b = fmt.Appendf(b, "%s%s\n", closedNewestPrefix, filepath.Base(p))
+	}
+	return b
+}
+
+// fixShortValueLog checks the sizes of the value-log files in dir and gives a newest file a
+// crash left without its header the header (see above).
+func fixShortValueLog(dir string, readOnly bool, log *slog.Logger) error {
+	logs := valueLogs(dir)
+	for i, p := range logs {
+		st, err := os.Lstat(p)
+		if err != nil || !st.Mode().IsRegular() || st.Size() >= vlogFileHeader {
+			continue // a link or a special file: checkIndex refuses it
+		}
+		name, size := filepath.Base(p), st.Size()
+		if i < len(logs)-1 {
+			return fmt.Errorf("%w: %s is %d bytes, shorter than its %d-byte header, and it is not the newest value-log file (a crash cuts only the newest one): the records it held are lost; the store was left as it is; restore it from a backup",
+				ErrDamagedLog, name, size, vlogFileHeader)
+		}
+		if clean, newest := closedNewest(dir); clean && (newest < 0 || valueLogNumber(p) <= newest) {
+			return fmt.Errorf("%w: %s is %d bytes, shorter than its %d-byte header, in a store that was closed cleanly: the records it held are lost; the store was left as it is; restore it from a backup",
+				ErrDamagedLog, name, size, vlogFileHeader)
+		}
+		if readOnly {
+			return fmt.Errorf("%w (its newest value-log file %s is %d bytes, as a crash right after it was made leaves it: mount the store or run lmfs fsck to repair it)", ErrUnclean, name, size)
+		}
+		if err := writeValueLogHeader(dir, p); err != nil {
+			return err
+		}
+		log.Warn("newest value-log file was left without its header by a crash right after it was made (it held no data): wrote the header", "file", p, "bytes", size)
+	}
+	return nil
+}
+
+// writeValueLogHeader gives the value-log file at path, shorter than its header, the header
+// of a file without encryption, durably, under the exclusive lock Badger takes on dir.
+func writeValueLogHeader(dir, path string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("repair %s: %w", filepath.Base(path), err)
+	}
+	defer d.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return ErrLocked
+		}
+		return fmt.Errorf("repair %s: lock %s: %w", filepath.Base(path), dir, err)
+	}
+	defer unix.Flock(int(d.Fd()), unix.LOCK_UN)
+	f, err := openNoFollow(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("repair %s: %w", filepath.Base(path), err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Mode().IsRegular() && st.Size() < vlogFileHeader {
+		_, err = f.WriteAt(make([]byte, vlogFileHeader), 0)
+		if err == nil {
+			err = f.Sync()
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("repair %s: %w", filepath.Base(path), err)
 	}
 	return nil
 }
