@@ -2,7 +2,9 @@ package blockstore
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -211,5 +213,102 @@ func TestZeroRangeRacesCompactor(t *testing.T) {
 	checkHoles(t, s, ino, model)
 	if c := s.Counters(); !countersEqual(c, mustScan(t, s)) {
 		t.Fatalf("counters %+v, scan %+v", c, mustScan(t, s))
+	}
+}
+
+// TestPunchCrashMidway: a punch deletes the groups wholly inside its range after the commit of
+// its ends and the inode, in bounded transactions, without truncate's marker. A crash between
+// them (the image a killed server leaves, taken after each of them) must leave a store that
+// opens without repair and checks clean, whose counters equal a scan, with the file's size
+// kept and each block its old bytes or zeros: groups left in the range are ones no punch
+// reached yet, never half-deleted (a group goes whole, with its pending and fresh keys, in one
+// transaction), and nothing outside the index counts them (usage is recomputed, segment
+// liveness is a scan of the references).
+func TestPunchCrashMidway(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s := openTest(t, dir)
+	defer func() { s.Close() }()
+	ino := newFile(t, s, "f")
+	// Groups of two kinds: more than 2 KiB (a data segment's entry) and a few bytes (a Badger
+	// value), enough of them for three delete transactions.
+	const groups = 2*purgeGroups + 300
+	const gbytes = GroupBlocks * bs
+	rng := rand.New(rand.NewSource(3))
+	var data []byte
+	for g := range groups {
+		n := 100
+		if g%2 == 0 {
+			n = 3000
+		}
+		part := make([]byte, n)
+		rng.Read(part)
+		if err := s.WriteAt(ino, part, uint64(g*gbytes)); err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, make([]byte, g*gbytes-len(data))...)
+		data = append(data, part...)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Unaligned at both ends: the ends are slot changes, every group between goes whole.
+	off, end := uint64(50), uint64((groups-1)*gbytes+40)
+	var images []string
+	purgeBatchHook = func(i uint64) {
+		if i == ino {
+			img := filepath.Join(t.TempDir(), fmt.Sprintf("crash%d", len(images)))
+			copyTree(t, dir, img)
+			images = append(images, img)
+		}
+	}
+	defer func() { purgeBatchHook = nil }()
+	if _, err := s.ZeroRange(ino, off, end-off, true); err != nil {
+		t.Fatal(err)
+	}
+	purgeBatchHook = nil
+	if len(images) < 3 {
+		t.Fatalf("%d delete transactions, want 3", len(images))
+	}
+	punched := bytes.Clone(data)
+	clear(punched[off:end])
+	if got := readAll(t, s, ino); !bytes.Equal(got, punched) {
+		t.Fatal("content after the punch differs")
+	}
+	for i, img := range images[:len(images)-1] { // the last one is the punch complete
+		c, err := Open(img, Options{})
+		if err != nil {
+			t.Fatalf("crash after delete transaction %d: open: %v", i+1, err)
+		}
+		r, err := c.Fsck(FsckOptions{})
+		if err != nil || !r.Clean {
+			c.Close()
+			t.Fatalf("crash after delete transaction %d: fsck: %v %+v", i+1, err, r)
+		}
+		if cnt := c.Counters(); !countersEqual(cnt, mustScan(t, c)) {
+			c.Close()
+			t.Fatalf("crash after delete transaction %d: counters %+v, a scan finds %+v", i+1, cnt, mustScan(t, c))
+		}
+		got := readAll(t, c, ino)
+		c.Close()
+		if len(got) != len(data) {
+			t.Fatalf("crash after delete transaction %d: size %d, want %d", i+1, len(got), len(data))
+		}
+		zeroed, kept := 0, 0
+		for g := range groups {
+			lo, hi := g*gbytes, min((g+1)*gbytes, len(data))
+			switch {
+			case bytes.Equal(got[lo:hi], punched[lo:hi]):
+				if !bytes.Equal(punched[lo:hi], data[lo:hi]) {
+					zeroed++
+				}
+			case bytes.Equal(got[lo:hi], data[lo:hi]) && g > 0 && g < groups-1:
+				kept++ // a whole group the punch had not reached
+			default:
+				t.Fatalf("crash after delete transaction %d: group %d is neither its old bytes nor punched", i+1, g)
+			}
+		}
+		if want := (i + 1) * purgeGroups; zeroed != want+2 || kept != groups-2-want {
+			t.Fatalf("crash after delete transaction %d: %d groups punched, %d kept; want %d and %d", i+1, zeroed, kept, want+2, groups-2-want)
+		}
 	}
 }

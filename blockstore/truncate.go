@@ -149,8 +149,15 @@ func (s *Store) purgeGroupRange(ino, from, to uint64) error {
 			return err
 		}
 		s.counters.add(d)
+		if purgeBatchHook != nil {
+			purgeBatchHook(ino)
+		}
 		if done {
 			return nil
 		}
 	}
 }
+
+// purgeBatchHook, set by tests only, is called after each committed transaction of
+// purgeGroupRange: the crash points between them.
+var purgeBatchHook func(ino uint64)
