@@ -20,7 +20,10 @@ import (
 // The change is committed before it returns, in transactions: the groups at both ends of the
 // range (partial blocks, slots cleared) and the inode in one, then the groups wholly inside
 // deleted in bounded batches, each group whole. A crash leaves each block with its old or its
-// new content; fsync makes what returned durable, as for writes. The compactor swaps a
+// new content; fsync makes what returned durable, as for writes. Unlike a truncate it needs no
+// marker: the groups a crash between the batches leaves lie inside the file and hold its old
+// bytes, the state a punch of part of the range makes (counters are recomputed after a crash,
+// usage and segment liveness are computed from the index: TestPunchCrashMidway). The compactor swaps a
 // recoded record in only when the slot still holds the record it read (compactor.go), so a
 // block punched while being recoded stays a hole.
 
