@@ -34,9 +34,9 @@ func fixtureCodec(t testing.TB, path string) *LMCodec {
 }
 
 // TestLMTinyModel round-trips blocks through the real model package (Go evaluator), with a
-// format-1 model and a format-2 one (hashed n-gram rows).
+// format-1 model, a format-2 one (hashed n-gram rows) and a format-3 one (the bag shared).
 func TestLMTinyModel(t *testing.T) {
-	for _, path := range []string{tinyModel, "../model/testdata/tiny-ng.lmfsm"} {
+	for _, path := range []string{tinyModel, "../model/testdata/tiny-ng.lmfsm", "../model/testdata/tiny-ng3.lmfsm"} {
 		t.Run(path[len("../model/testdata/"):], func(t *testing.T) { testLMFixture(t, fixtureCodec(t, path)) })
 	}
 }

@@ -15,8 +15,9 @@ func loadTiny(t testing.TB) *Model {
 	return loadFixture(t, "testdata/tiny.lmfsm")
 }
 
-// fixtures are the random-weight test models: format 1, and format 2 with hashed n-gram rows.
-var fixtures = []string{"testdata/tiny.lmfsm", "testdata/tiny-ng.lmfsm"}
+// fixtures are the random-weight test models: format 1, format 2 with hashed n-gram rows, and
+// format 3 (the same weights as tiny-ng, the graph sharing the bag with the file).
+var fixtures = []string{"testdata/tiny.lmfsm", "testdata/tiny-ng.lmfsm", "testdata/tiny-ng3.lmfsm"}
 
 func loadFixture(t testing.TB, path string) *Model {
 	t.Helper()

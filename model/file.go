@@ -19,7 +19,7 @@ import (
 // Format limits. A file outside them is refused by Parse (and by the exporter).
 const (
 	Magic         = "LMFSMDL1"
-	FormatVersion = 2 // the newest format this lmfs reads; format 1 files stay readable forever
+	FormatVersion = 3 // the newest format this lmfs reads; formats 1 and 2 stay readable forever
 	Arch          = "ctxmlp"
 	Symbols       = 257 // context symbols: bytes 0..255 and 256 = before the block start
 	Outputs       = 256 // predicted symbols
@@ -60,7 +60,8 @@ type Model struct {
 	layers   []layer
 	clip     int32
 	explut   []uint32 // [2*clip+1]
-	onnx     []byte
+	onnx     []byte         // the graph as stored (format 3: without the shared tensors)
+	shared   []sharedTensor // format 3: tensors ONNX() appends to the graph as initializers
 	maxWidth int
 }
 
@@ -100,6 +101,9 @@ type tensorRef struct {
 type blobRef struct {
 	Offset int64 `json:"offset"`
 	Length int64 `json:"length"`
+	// Shared (format 3) names tensors of the file that the graph uses as initializers of the
+	// same name without holding a copy: ONNX() appends them (onnxshared.go).
+	Shared []string `json:"shared,omitempty"`
 }
 
 // Load reads and parses a model file.
@@ -317,6 +321,28 @@ func (m *Model) decode(blob []byte) error {
 		return invalid("empty onnx graph")
 	}
 	m.onnx = blob[h.ONNX.Offset : h.ONNX.Offset+h.ONNX.Length]
+	switch {
+	case h.Format >= 3 && len(h.ONNX.Shared) == 0:
+		return invalid("format %d needs onnx.shared", h.Format)
+	case h.Format < 3 && h.ONNX.Shared != nil:
+		return invalid("format %d has no onnx.shared (format 3 does)", h.Format)
+	}
+	seen := map[string]bool{}
+	for _, name := range h.ONNX.Shared {
+		ref, ok := h.Tensors[name]
+		if !ok {
+			return invalid("onnx.shared names %q, which is not a tensor of the file", name)
+		}
+		if seen[name] {
+			return invalid("onnx.shared names %q twice", name)
+		}
+		seen[name] = true
+		if _, ok := onnxDType[ref.DType]; !ok {
+			return invalid("onnx.shared tensor %q has dtype %s", name, ref.DType)
+		}
+		m.shared = append(m.shared, sharedTensor{name: name, shape: ref.Shape, dtype: onnxDType[ref.DType],
+			data: blob[ref.Offset : ref.Offset+ref.Length]})
+	}
 	return nil
 }
 
@@ -419,7 +445,8 @@ func (m *Model) Order() int { return m.order }
 // Inputs is the number of bag rows summed per context: K, plus one per n-gram order.
 func (m *Model) Inputs() int { return m.order + len(m.ngOrders) }
 
-// Format is the file's format version (1, or 2 with hashed n-gram rows).
+// Format is the file's format version (1; 2 with hashed n-gram rows; 3, as 2 with the graph
+// sharing the bag with the file instead of holding a copy).
 func (m *Model) Format() int { return m.header.Format }
 
 // Name is the human name from the header.
@@ -428,8 +455,14 @@ func (m *Model) Name() string { return m.header.Name }
 // Bytes returns the whole file. Callers must not modify it.
 func (m *Model) Bytes() []byte { return m.data }
 
-// ONNX returns the embedded ONNX graph. Callers must not modify it.
-func (m *Model) ONNX() []byte { return m.onnx }
+// ONNX returns the ONNX graph, ready for ONNX Runtime. Formats 1 and 2: the embedded graph
+// (callers must not modify it); format 3: a new copy of it with the shared tensors appended.
+func (m *Model) ONNX() []byte {
+	if len(m.shared) == 0 {
+		return m.onnx
+	}
+	return appendShared(m.onnx, m.shared)
+}
 
 // Train returns the header's free-form provenance JSON (nil when absent).
 func (m *Model) Train() json.RawMessage { return m.header.Train }

@@ -189,7 +189,7 @@ func TestParseErrors(t *testing.T) {
 	tensor := func(h map[string]any, n string) map[string]any {
 		return h["tensors"].(map[string]any)[n].(map[string]any)
 	}
-	mut("newer format", ErrNewer, "format 3", func(h map[string]any) { h["format"] = 3; h["arch"] = "transformer" })
+	mut("newer format", ErrNewer, "format 4", func(h map[string]any) { h["format"] = 4; h["arch"] = "transformer" })
 	mut("format 2 without ngram", ErrInvalid, "needs the ngram field", func(h map[string]any) { h["format"] = 2 })
 	mut("format 1 with ngram", ErrInvalid, "format 1 has no n-gram", func(h map[string]any) {
 		h["ngram"] = map[string]any{"orders": []int{2}, "bits": 4}
@@ -228,6 +228,22 @@ func TestParseErrors(t *testing.T) {
 		tensor(h, "w1")["shape"] = []int{8, 128}
 		tensor(h, "w1")["length"] = 8 * 128
 	})
+
+	// Format 3: the graph shares tensors with the file (onnx.shared).
+	ng := ngramSpec()
+	ngMut := func(name string, want error, msg string, f func(h map[string]any)) {
+		cases = append(cases, tc{name, ng.file(f), want, msg})
+	}
+	shared := func(h map[string]any, names ...string) {
+		h["format"] = 3
+		h["onnx"].(map[string]any)["shared"] = names
+	}
+	ngMut("format 3 without shared", ErrInvalid, "needs onnx.shared", func(h map[string]any) { h["format"] = 3 })
+	ngMut("format 2 with shared", ErrInvalid, "format 2 has no onnx.shared", func(h map[string]any) {
+		h["onnx"].(map[string]any)["shared"] = []string{"bag"}
+	})
+	ngMut("shared unknown tensor", ErrInvalid, "not a tensor", func(h map[string]any) { shared(h, "bag", "nope") })
+	ngMut("shared twice", ErrInvalid, "twice", func(h map[string]any) { shared(h, "bag", "bag") })
 
 	bad := func(name string, want error, msg string, f func(s *spec)) {
 		s := randomSpec(2, 2, []int{8})
@@ -289,4 +305,68 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// ngramSpec is a valid random format-2 model: order 2, one n-gram table of 8 rows.
+func ngramSpec() *spec {
+	s := randomSpec(5, 2, []int{8})
+	s.ngOrd, s.ngBits = []int{2}, 3
+	s.bag = append(s.bag, make([]int8, 8<<3)...)
+	return s
+}
+
+// TestONNXShared: a format-3 file's graph comes back with its shared tensors appended as one
+// more ModelProto.graph field (onnxshared.go), byte for byte as the wire format says; formats
+// 1 and 2 return the stored graph itself.
+func TestONNXShared(t *testing.T) {
+	s := ngramSpec()
+	m, err := Parse(s.file(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Format() != 2 || !bytes.Equal(m.ONNX(), s.onnx) {
+		t.Fatalf("format %d: the graph is not the stored one", m.Format())
+	}
+	m, err = Parse(s.file(func(h map[string]any) {
+		h["format"] = 3
+		h["onnx"].(map[string]any)["shared"] = []string{"bag", "bag_bias"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.ONNX()
+	if m.Format() != 3 || !bytes.HasPrefix(got, s.onnx) {
+		t.Fatalf("format %d: the graph does not start with the stored one", m.Format())
+	}
+	tensor := func(name string, dims []int, dtype byte, raw []byte) []byte {
+		var tp []byte
+		for _, d := range dims {
+			tp = append(tp, 0x08)
+			tp = binary.AppendUvarint(tp, uint64(d))
+		}
+		tp = append(tp, 0x10, dtype, 0x42, byte(len(name)))
+		tp = append(tp, name...)
+		tp = append(tp, 0x4A)
+		tp = binary.AppendUvarint(tp, uint64(len(raw)))
+		return append(tp, raw...)
+	}
+	var bagRaw, biasRaw bytes.Buffer
+	binary.Write(&bagRaw, binary.LittleEndian, s.bag)
+	binary.Write(&biasRaw, binary.LittleEndian, s.bagBias)
+	var g []byte
+	for _, tp := range [][]byte{tensor("bag", []int{2*Symbols + 8, 8}, 3, bagRaw.Bytes()), tensor("bag_bias", []int{8}, 6, biasRaw.Bytes())} {
+		g = append(g, 0x2A)
+		g = binary.AppendUvarint(g, uint64(len(tp)))
+		g = append(g, tp...)
+	}
+	want := append([]byte{0x3A}, binary.AppendUvarint(nil, uint64(len(g)))...)
+	want = append(want, g...)
+	if suffix := got[len(s.onnx):]; !bytes.Equal(suffix, want) {
+		t.Fatalf("appended %d bytes, want %d:\n% x\n% x", len(suffix), len(want), suffix[:min(len(suffix), 40)], want[:min(len(want), 40)])
+	}
+	// A 3-byte example by hand: TensorProto{dims [2, 1], int8, name "b", raw 01 02}.
+	if b := appendShared(nil, []sharedTensor{{name: "b", shape: []int64{2, 1}, dtype: 3, data: []byte{1, 2}}}); !bytes.Equal(b,
+		[]byte{0x3A, 0x0F, 0x2A, 0x0D, 0x08, 0x02, 0x08, 0x01, 0x10, 0x03, 0x42, 0x01, 'b', 0x4A, 0x02, 0x01, 0x02}) {
+		t.Fatalf("% x", b)
+	}
 }

@@ -409,7 +409,7 @@ func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
 			return nil, fmt.Errorf("%w: %s", ErrORTUnavailable, cudaReason("CUDA provider", err))
 		}
 	}
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.onnx, []string{"ctx"}, []string{"logits"}, opts)
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.ONNX(), []string{"ctx"}, []string{"logits"}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: create session for %s: %v", ErrORTUnavailable, m.Name(), ortReason(err))
 	}

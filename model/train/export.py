@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Export integer ctxmlp weights to an lmfs model file (model/FORMAT.md, format 1).
+"""Export integer ctxmlp weights to an lmfs model file (model/FORMAT.md, formats 1, 2 and 3).
 
     /usr/bin/python3 model/train/export.py --npz W.npz --out M.lmfsm --name NAME [--train-json meta.json]
 
@@ -26,6 +26,8 @@ from onnx import TensorProto, helper, numpy_helper
 MAGIC = b"LMFSMDL1"
 FORMAT = 1            # without n-gram rows; format 2 adds them (FORMAT.md)
 FORMAT_NGRAM = 2
+FORMAT_SHARED = 3     # format 2 whose ONNX graph shares the bag with the file (FORMAT.md)
+SHARED = ["bag"]      # the tensors a format-3 graph takes from the file
 MAX_NGRAMS = 16
 MAX_NGRAM_BITS = 20
 ARCH = "ctxmlp"
@@ -178,8 +180,10 @@ def bag_rows(m, ctx):
     return D.to_rows(np.asarray(ctx, dtype=np.int64), ng)
 
 
-def build_onnx(m):
-    """The ONNX graph of FORMAT.md: integer initializers cast to float32, exact by the bounds."""
+def build_onnx(m, shared=False):
+    """The ONNX graph of FORMAT.md: integer initializers cast to float32, exact by the bounds.
+    With shared (format 3) the n-gram bag initializer is named "bag", as the file's tensor, and
+    build_onnx returns (full graph, stored graph without it)."""
     k, shifts, clip = m["order"], m["shifts"], m["logit_clip"]
     inits, nodes = [], []
 
@@ -206,8 +210,9 @@ def build_onnx(m):
     if m["ngram_orders"]:
         # Format 2: gather the int8 rows, then cast: a quarter of the memory traffic of gathering
         # float32 rows (the n-gram rows are scattered over a table larger than the caches).
-        const("bag_int", m["bag"])
-        nodes.append(helper.make_node("Gather", ["bag_int", "ctx"], ["rows_int"], axis=0))
+        bag = "bag" if shared else "bag_int"
+        const(bag, m["bag"])
+        nodes.append(helper.make_node("Gather", [bag, "ctx"], ["rows_int"], axis=0))
         nodes.append(helper.make_node("Cast", ["rows_int"], ["rows"], to=TensorProto.FLOAT))
     else:
         nodes.append(helper.make_node("Gather", [weights("bag", m["bag"]), "ctx"], ["rows"], axis=0))
@@ -239,7 +244,56 @@ def build_onnx(m):
                               opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8  # ONNX 1.10+; opset 17 needs IR >= 8
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    full = model.SerializeToString()
+    if not shared:
+        return full
+    keep = [t for t in model.graph.initializer if t.name not in SHARED]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    stored = model.SerializeToString()
+    check_shared(m, full, stored)
+    return full, stored
+
+
+def _varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(num, payload):
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def shared_suffix(m):
+    """What model/onnxshared.go appends to a format-3 graph: ModelProto.graph (7) holding one
+    GraphProto.initializer (5) per shared tensor: TensorProto dims (1), data_type (2), name (8),
+    raw_data (9), little endian."""
+    g = b""
+    for name in SHARED:
+        arr = m[name]
+        tp = b"".join(_varint(1 << 3) + _varint(int(d)) for d in arr.shape)
+        tp += _varint(2 << 3) + _varint({np.dtype(np.int8): 3, np.dtype(np.int32): 6, np.dtype(np.uint32): 12}[arr.dtype])
+        tp += _field(8, name.encode()) + _field(9, np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"))).tobytes())
+        g += _field(5, tp)
+    return _field(7, g)
+
+
+def check_shared(m, full, stored):
+    """The stored graph plus the suffix lmfs appends must parse to the full graph."""
+    a = onnx.load_from_string(full)
+    b = onnx.load_from_string(stored + shared_suffix(m))
+    inits = lambda g: sorted((t.name, t.SerializeToString(deterministic=True)) for t in g.initializer)
+    same = inits(a.graph) == inits(b.graph) and [n.SerializeToString() for n in a.graph.node] == \
+        [n.SerializeToString() for n in b.graph.node] and a.graph.input == b.graph.input and a.graph.output == b.graph.output
+    if not same:
+        raise ExportError("format 3: the stored graph with the shared tensors appended differs from the graph")
 
 
 def reference_logits(m, ctx):
@@ -255,7 +309,7 @@ def reference_logits(m, ctx):
     raise AssertionError("unreachable")
 
 
-def container(m, name, train, onnx_bytes):
+def container(m, name, train, onnx_bytes, shared=False):
     """Serialize header + blob (FORMAT.md 'Container')."""
     pieces = [("bag", "int8", m["bag"]), ("bag_bias", "int32", m["bag_bias"])]
     for i, (w, b) in enumerate(m["layers"], 1):
@@ -272,9 +326,12 @@ def container(m, name, train, onnx_bytes):
         blob += data
     blob += b"\0" * (-len(blob) % ALIGN)
     onnx_ref = {"offset": len(blob), "length": len(onnx_bytes)}
+    if shared:
+        onnx_ref["shared"] = SHARED
     blob += onnx_bytes
 
-    header = {"format": FORMAT_NGRAM if m["ngram_orders"] else FORMAT, "arch": ARCH, "name": name, "order": m["order"],
+    fmt = (FORMAT_SHARED if shared else FORMAT_NGRAM) if m["ngram_orders"] else FORMAT
+    header = {"format": fmt, "arch": ARCH, "name": name, "order": m["order"],
               "shifts": m["shifts"], "logit_clip": m["logit_clip"], "tensors": tensors,
               "onnx": onnx_ref}
     if m["ngram_orders"]:
@@ -302,13 +359,22 @@ def check_onnx_matches(m, onnx_bytes, seed=1):
     return True
 
 
-def export_model(arrays, name, out_path, train=None):
+def export_model(arrays, name, out_path, train=None, fmt=None):
+    """fmt: 1 without n-gram rows; 2 or 3 (the default) with them."""
     if not isinstance(name, str) or not name or len(name.encode("utf-8")) > 256:
         raise ExportError("name: must be a non-empty string of at most 256 bytes")
     m = validate(arrays)
-    onnx_bytes = build_onnx(m)
+    if fmt is None:
+        fmt = FORMAT_SHARED if m["ngram_orders"] else FORMAT
+    if (fmt == FORMAT) != (not m["ngram_orders"]) or fmt not in (FORMAT, FORMAT_NGRAM, FORMAT_SHARED):
+        raise ExportError(f"format {fmt} for a model {'with' if m['ngram_orders'] else 'without'} n-gram rows")
+    shared = fmt == FORMAT_SHARED
+    if shared:
+        onnx_bytes, stored = build_onnx(m, shared=True)
+    else:
+        onnx_bytes = stored = build_onnx(m)
     check_onnx_matches(m, onnx_bytes)
-    data = container(m, name, train, onnx_bytes)
+    data = container(m, name, train, stored, shared)
     with open(out_path, "wb") as f:
         f.write(data)
     return data
@@ -320,6 +386,7 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="model file to write (.lmfsm)")
     p.add_argument("--name", required=True, help="human name stored in the header")
     p.add_argument("--train-json", help="JSON file with training provenance, stored as header.train")
+    p.add_argument("--format", type=int, default=None, help="1 without n-gram rows; 2 or 3 (default) with them")
     args = p.parse_args(argv)
     train = None
     try:
@@ -332,7 +399,7 @@ def main(argv=None):
         print(f"export: {e}", file=sys.stderr)
         return 1
     try:
-        data = export_model(arrays, args.name, args.out, train)
+        data = export_model(arrays, args.name, args.out, train, fmt=args.format)
     except ExportError as e:
         print(f"export: {args.npz}: {e}", file=sys.stderr)
         return 1

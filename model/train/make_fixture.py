@@ -3,8 +3,10 @@
 
     /usr/bin/python3 model/train/make_fixture.py                       # model/testdata/tiny.lmfsm
     /usr/bin/python3 model/train/make_fixture.py --order 16 --widths 512,256,256 --out /tmp/big.lmfsm
-    /usr/bin/python3 model/train/make_fixture.py --ngram 2,3,5 --out model/testdata/tiny-ng.lmfsm \
+    /usr/bin/python3 model/train/make_fixture.py --ngram 2,3,5 --format 2 --out model/testdata/tiny-ng.lmfsm \
         --golden model/testdata/tiny-ng.golden.json                     # format 2 (n-gram rows)
+    /usr/bin/python3 model/train/make_fixture.py --ngram 2,3,5 --out model/testdata/tiny-ng3.lmfsm \
+        --golden model/testdata/tiny-ng3.golden.json                    # format 3 (bag shared)
 
 --widths lists H0 and the hidden dense widths; the output layer (256) is added. Shifts are
 chosen from the data so that activations spread over 0..127 instead of saturating. Same
@@ -74,6 +76,7 @@ def main():
     p.add_argument("--name", default=None)
     p.add_argument("--ngram", default="", help="n-gram orders (format 2), comma separated")
     p.add_argument("--ngram-bits", type=int, default=6)
+    p.add_argument("--format", type=int, default=None, help="file format: 1 without n-grams; 2 or 3 (default) with")
     p.add_argument("--out", default=os.path.join(here, "..", "testdata", "tiny.lmfsm"))
     p.add_argument("--golden", default=None,
                    help="also write expected frequencies for fixed contexts (JSON); default: next to "
@@ -87,7 +90,7 @@ def main():
         name += f"-ngram{'.'.join(map(str, ngram))}x{args.ngram_bits}"
     train = {"fixture": True, "seed": args.seed, "note": "random integer weights for tests; predicts noise"}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    data = export.export_model(arrays, name, args.out, train)
+    data = export.export_model(arrays, name, args.out, train, fmt=args.format)
     print(f"make_fixture: wrote {args.out} ({len(data)} bytes), shifts {list(arrays['shifts'])}")
     golden = args.golden
     if golden is None and args.out == p.get_default("out"):
