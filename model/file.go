@@ -59,7 +59,7 @@ type Model struct {
 	shift0   uint
 	layers   []layer
 	clip     int32
-	explut   []uint32 // [2*clip+1]
+	explut   []uint32       // [2*clip+1]
 	onnx     []byte         // the graph as stored (format 3: without the shared tensors)
 	shared   []sharedTensor // format 3: tensors ONNX() appends to the graph as initializers
 	maxWidth int
