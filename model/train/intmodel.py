@@ -15,7 +15,7 @@ import numpy as np
 def load_lmfsm(path):
     """The integer arrays of an lmfs model file (model/FORMAT.md container), as train.py exports
     them: bag, bag_bias, w1..wN, b1..bN, explut, order, shifts, logit_clip (+ ngram_orders,
-    ngram_bits for format 2)."""
+    ngram_bits for formats 2 and 3; the file's tensors hold everything, whatever the format)."""
     import json
     import struct
     with open(path, "rb") as f:
