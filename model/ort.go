@@ -364,8 +364,9 @@ func newORTRunner(m *Model, nsess, threads int, cuda bool) (*ortRunner, error) {
 	if cuda {
 		r.backend = "ort-cuda"
 	}
+	graph := m.ONNX() // format 3 assembles it: once for all sessions
 	for i := 0; i < nsess; i++ {
-		s, err := newORTSession(m, threads, cuda)
+		s, err := newORTSession(m, graph, threads, cuda)
 		if err != nil {
 			r.destroy()
 			return nil, err
@@ -382,7 +383,7 @@ func newORTRunner(m *Model, nsess, threads int, cuda bool) (*ortRunner, error) {
 	return r, nil
 }
 
-func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
+func newORTSession(m *Model, graph []byte, threads int, cuda bool) (*ortSession, error) {
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("%w: session options: %v", ErrORTUnavailable, err)
@@ -409,7 +410,7 @@ func newORTSession(m *Model, threads int, cuda bool) (*ortSession, error) {
 			return nil, fmt.Errorf("%w: %s", ErrORTUnavailable, cudaReason("CUDA provider", err))
 		}
 	}
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.ONNX(), []string{"ctx"}, []string{"logits"}, opts)
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(graph, []string{"ctx"}, []string{"logits"}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: create session for %s: %v", ErrORTUnavailable, m.Name(), ortReason(err))
 	}
