@@ -182,8 +182,8 @@ def bag_rows(m, ctx):
 
 def build_onnx(m, shared=False):
     """The ONNX graph of FORMAT.md: integer initializers cast to float32, exact by the bounds.
-    With shared (format 3) the n-gram bag initializer is named "bag", as the file's tensor, and
-    build_onnx returns (full graph, stored graph without it)."""
+    Returns (full graph, graph as stored): the same bytes unless shared (format 3), where the
+    n-gram bag initializer is named "bag", as the file's tensor, and the stored graph lacks it."""
     k, shifts, clip = m["order"], m["shifts"], m["logit_clip"]
     inits, nodes = [], []
 
@@ -246,7 +246,7 @@ def build_onnx(m, shared=False):
     onnx.checker.check_model(model)
     full = model.SerializeToString()
     if not shared:
-        return full
+        return full, full
     keep = [t for t in model.graph.initializer if t.name not in SHARED]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
@@ -309,7 +309,7 @@ def reference_logits(m, ctx):
     raise AssertionError("unreachable")
 
 
-def container(m, name, train, onnx_bytes, shared=False):
+def container(m, name, train, onnx_bytes, fmt):
     """Serialize header + blob (FORMAT.md 'Container')."""
     pieces = [("bag", "int8", m["bag"]), ("bag_bias", "int32", m["bag_bias"])]
     for i, (w, b) in enumerate(m["layers"], 1):
@@ -326,11 +326,10 @@ def container(m, name, train, onnx_bytes, shared=False):
         blob += data
     blob += b"\0" * (-len(blob) % ALIGN)
     onnx_ref = {"offset": len(blob), "length": len(onnx_bytes)}
-    if shared:
+    if fmt == FORMAT_SHARED:
         onnx_ref["shared"] = SHARED
     blob += onnx_bytes
 
-    fmt = (FORMAT_SHARED if shared else FORMAT_NGRAM) if m["ngram_orders"] else FORMAT
     header = {"format": fmt, "arch": ARCH, "name": name, "order": m["order"],
               "shifts": m["shifts"], "logit_clip": m["logit_clip"], "tensors": tensors,
               "onnx": onnx_ref}
@@ -364,17 +363,14 @@ def export_model(arrays, name, out_path, train=None, fmt=None):
     if not isinstance(name, str) or not name or len(name.encode("utf-8")) > 256:
         raise ExportError("name: must be a non-empty string of at most 256 bytes")
     m = validate(arrays)
+    allowed = (FORMAT_SHARED, FORMAT_NGRAM) if m["ngram_orders"] else (FORMAT,)
     if fmt is None:
-        fmt = FORMAT_SHARED if m["ngram_orders"] else FORMAT
-    if (fmt == FORMAT) != (not m["ngram_orders"]) or fmt not in (FORMAT, FORMAT_NGRAM, FORMAT_SHARED):
+        fmt = allowed[0]
+    if fmt not in allowed:
         raise ExportError(f"format {fmt} for a model {'with' if m['ngram_orders'] else 'without'} n-gram rows")
-    shared = fmt == FORMAT_SHARED
-    if shared:
-        onnx_bytes, stored = build_onnx(m, shared=True)
-    else:
-        onnx_bytes = stored = build_onnx(m)
+    onnx_bytes, stored = build_onnx(m, shared=fmt == FORMAT_SHARED)
     check_onnx_matches(m, onnx_bytes)
-    data = container(m, name, train, stored, shared)
+    data = container(m, name, train, stored, fmt)
     with open(out_path, "wb") as f:
         f.write(data)
     return data
