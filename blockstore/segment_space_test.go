@@ -1,39 +1,15 @@
 package blockstore
 
 import (
-	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// smallFS mounts a tmpfs of size bytes for the test (root only: skipped elsewhere, an error
-// in CI) and returns its directory; it is unmounted when the test ends.
-func smallFS(t *testing.T, size int64) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "fs")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("cannot mount a tmpfs: %v: %s", err, strings.TrimSpace(string(out)))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if err := exec.Command("umount", dir).Run(); err != nil {
-			exec.Command("umount", "-l", dir).Run()
-		}
-	})
-	return dir
-}
+	"lmfs/internal/tmpfs"
+)
 
 // freeBytes is the space available to unprivileged users on dir's file system.
 func freeBytes(t *testing.T, dir string) int64 {
@@ -52,7 +28,7 @@ func freeBytes(t *testing.T, dir string) int64 {
 // was below reserve-segGCRoom, those without live entries too, so writes got ENOSPC for
 // good however much was deleted.)
 func TestSegmentGCOnFullDisk(t *testing.T) {
-	fs := smallFS(t, 320<<20)
+	fs := tmpfs.Mount(t, 320<<20, "mode=0700")
 	dir := filepath.Join(fs, "store")
 	s := openTest(t, dir)
 	defer func() { s.Close() }()

@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"lmfs/internal/tmpfs"
 )
 
 // TestENOSPC fills the file system under a store (a 256 MiB tmpfs) through an lmfs mount.
@@ -19,24 +20,9 @@ import (
 // and the store must pass fsck and remount with the surviving files intact.
 func TestENOSPC(t *testing.T) {
 	needFUSE(t)
+	// Its unmount is registered first, so it runs after the lmfs mount's cleanup.
+	fsDir := tmpfs.Mount(t, 256<<20, "")
 	base := t.TempDir()
-	fsDir := filepath.Join(base, "fs")
-	if err := os.Mkdir(fsDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", fsDir).CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("cannot mount a tmpfs for the disk-full test: %v: %s", err, strings.TrimSpace(string(out)))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	// Registered first, so it runs after the lmfs mount's cleanup.
-	t.Cleanup(func() {
-		if err := exec.Command("umount", fsDir).Run(); err != nil {
-			exec.Command("umount", "-l", fsDir).Run()
-		}
-	})
 	store := filepath.Join(fsDir, "store")
 	mnt := filepath.Join(base, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {
