@@ -240,3 +240,29 @@ func writeFileAtomic(dir, name string, data []byte) error {
 
 // tmpSuffix names the temporary file writeFileAtomic renames into place.
 const tmpSuffix = ".tmp"
+
+// lockStoreDir takes Badger's flock on the store directory (shared, or exclusive), without
+// waiting: ErrLocked when a running lmfs holds it. Checks and repairs before Badger opens the
+// store run under it, so they never touch files a live server is using. The caller wraps the
+// error with what it was doing.
+func lockStoreDir(dir string, exclusive bool) (release func(), err error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if err := unix.Flock(int(d.Fd()), how|unix.LOCK_NB); err != nil {
+		d.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() {
+		unix.Flock(int(d.Fd()), unix.LOCK_UN)
+		d.Close()
+	}, nil
+}

@@ -19,7 +19,6 @@ import (
 	"github.com/dgraph-io/badger/v4/pb"
 	"github.com/dgraph-io/badger/v4/table"
 	"github.com/dgraph-io/badger/v4/y"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -69,22 +68,18 @@ var maxLevels = uint32(badger.DefaultOptions("").MaxLevels)
 // checkIndex checks the MANIFEST and tables of the store in dir before Badger opens them (see
 // the top of this file).
 func checkIndex(dir string) error {
-	d, err := os.Open(dir)
+	release, err := lockStoreDir(dir, false)
+	if errors.Is(err, ErrLocked) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("check index: %w", err)
 	}
-	defer d.Close()
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return ErrLocked
-		}
-		return fmt.Errorf("check index: lock %s: %w", dir, err)
-	}
-	defer unix.Flock(int(d.Fd()), unix.LOCK_UN)
+	defer release()
 	if err := checkKeyRegistry(dir); err != nil {
 		return err
 	}
-	ents, err := d.ReadDir(-1)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("check index: %w", err)
 	}

@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/dgraph-io/badger/v4/y"
-	"golang.org/x/sys/unix"
 )
 
 // Guarding the newest value-log file. When Badger opens a store read-write it cuts its newest
@@ -237,18 +236,14 @@ func fixShortValueLog(dir string, readOnly bool, log *slog.Logger) error {
 // writeValueLogHeader gives the value-log file at path, shorter than its header, the header
 // of a file without encryption, durably, under the exclusive lock Badger takes on dir.
 func writeValueLogHeader(dir, path string) error {
-	d, err := os.Open(dir)
+	release, err := lockStoreDir(dir, true)
+	if errors.Is(err, ErrLocked) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("repair %s: %w", filepath.Base(path), err)
 	}
-	defer d.Close()
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return ErrLocked
-		}
-		return fmt.Errorf("repair %s: lock %s: %w", filepath.Base(path), dir, err)
-	}
-	defer unix.Flock(int(d.Fd()), unix.LOCK_UN)
+	defer release()
 	f, err := openNoFollow(path, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("repair %s: %w", filepath.Base(path), err)
