@@ -51,3 +51,40 @@ func BenchmarkPredict(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBagSum: the bag sum alone (bagsum.go) on the default model, for the contexts of
+// real text (this repository's README, cut into 2 KiB blocks like files are).
+func BenchmarkBagSum(b *testing.B) {
+	m, err := Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	text, err := os.ReadFile("../README.md")
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := m.Order()
+	var idx [][]int64
+	for pos := range text {
+		c := make([]uint16, k)
+		for j := range c {
+			if p := pos - 1 - j; p >= pos&^2047 {
+				c[j] = uint16(text[p])
+			} else {
+				c[j] = 256
+			}
+		}
+		row := make([]int64, m.Inputs())
+		m.bagRows(c, row)
+		idx = append(idx, row)
+	}
+	acc := make([]int32, m.h0)
+	lanes := make([]uint64, m.h0)
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		m.bagSum(idx[n%len(idx)], acc, lanes)
+		n++
+	}
+	b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(n), "ns/row")
+}

@@ -12,6 +12,7 @@ import (
 
 // scratch holds one evaluation's intermediate vectors.
 type scratch struct {
+	idx   []int64 // bag row indices of one context
 	acc   []int32
 	h     []int32
 	nz    []int32 // indices of the nonzero activations of the current layer
@@ -21,11 +22,12 @@ type scratch struct {
 
 func (m *Model) newScratch() *scratch {
 	return &scratch{
+		idx:   make([]int64, m.Inputs()),
 		acc:   make([]int32, m.maxWidth),
 		h:     make([]int32, m.maxWidth),
 		nz:    make([]int32, m.maxWidth),
 		logi:  make([]int32, Outputs),
-		lanes: make([]uint64, (m.maxWidth+1)/2),
+		lanes: make([]uint64, (m.maxWidth+1)/2), // madd: ceil(width/2); bagSum: 2*H0/8
 	}
 }
 
@@ -50,16 +52,8 @@ func checkBatch(order int, ctx []uint16, out []uint32) (int, error) {
 func (m *Model) logits(c []uint16, s *scratch) []int32 {
 	h0 := m.h0
 	acc := s.acc[:h0]
-	copy(acc, m.bagBias)
-	for k, sym := range c {
-		off := (k*Symbols + int(sym)) * h0
-		row := m.bag[off : off+h0]
-		addRow(acc, row)
-	}
-	for g := range m.ngOrders {
-		off := m.ngramRow(c, g) * h0
-		addRow(acc, m.bag[off:off+h0])
-	}
+	m.bagRows(c, s.idx)
+	m.bagSum(s.idx, acc, s.lanes)
 	h := s.h[:h0]
 	activate(h, acc, m.shift0)
 
@@ -149,6 +143,14 @@ func addRow(acc []int32, row []int8) {
 	}
 	for ; j < len(acc); j++ {
 		acc[j] += int32(row[j])
+	}
+}
+
+// activateU8 is activate into bytes (the integer graph's input).
+func activateU8(h []uint8, acc []int32, shift uint) {
+	h = h[:len(acc)]
+	for j, a := range acc {
+		h[j] = uint8(min(max(a>>shift, 0), 127))
 	}
 }
 

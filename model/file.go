@@ -51,10 +51,11 @@ type Model struct {
 	header header
 
 	order    int
-	ngOrders []int   // format 2: the n-gram orders hashed into the bag (FORMAT.md), nil in format 1
-	ngBits   uint    // log2 rows of each n-gram table
-	bag      []int8  // [order*257 + len(ngOrders)<<ngBits][h0]
-	bagBias  []int32 // [h0]
+	ngOrders []int    // format 2: the n-gram orders hashed into the bag (FORMAT.md), nil in format 1
+	ngBits   uint     // log2 rows of each n-gram table
+	bag      []int8   // [order*257 + len(ngOrders)<<ngBits][h0]
+	bagW     []uint64 // the bag as words of eight biased bytes (bagsum.go); nil if H0 % 8 != 0
+	bagBias  []int32  // [h0]
 	h0       int
 	shift0   uint
 	layers   []layer
@@ -241,6 +242,9 @@ func (m *Model) decode(blob []byte) error {
 	m.h0 = int(bagRef.Shape[1])
 	if m.bag, err = int8s(blob, bagRef, "bag"); err != nil {
 		return err
+	}
+	if m.h0%8 == 0 {
+		m.bagW = bagWords(m.bag)
 	}
 	biasRef, err := tensorAt(h, blob, "bag_bias", "int32", 1)
 	if err != nil {

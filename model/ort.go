@@ -275,25 +275,42 @@ var ErrClosed = errors.New("model runner closed")
 type ortSession struct {
 	s   *ort.DynamicAdvancedSession
 	m   *Model
-	idx []int64   // [maxRunRows*K] graph input
+	idx []int64   // [maxRunRows*Inputs] bag rows: the stored graph's input, or bagSum's
 	flt []float32 // [maxRunRows*256] graph output
 	lgi []int32   // [maxRunRows*256] integer logits
-	// io caches the input/output tensors per row count: views of idx and flt, created
-	// on first use (creating them on every Run costs about as much as a tiny model).
-	io map[int]*ort.Tensor[int64]
-	fo map[int]*ort.Tensor[float32]
+	// dense: the session runs the integer dense graph (densegraph.go) on h0, which Go
+	// computes (bagSum, then the first activation); otherwise the stored graph on idx.
+	dense bool
+	h0    []uint8 // [maxRunRows*H0]
+	acc   []int32 // [H0]
+	lanes []uint64
+	// io caches the input/output tensors per row count: views of idx (or h0) and flt,
+	// created on first use (creating them on every Run costs about as much as a tiny model).
+	io map[int]ort.Value
+	fo map[int]ort.Value
 }
 
-func (s *ortSession) tensors(n int) (*ort.Tensor[int64], *ort.Tensor[float32], error) {
+func (s *ortSession) tensors(n int) (ort.Value, ort.Value, error) {
 	if in, ok := s.io[n]; ok {
 		return in, s.fo[n], nil
 	}
-	k := s.m.Inputs()
-	in, err := ort.NewTensor(ort.NewShape(int64(n), int64(k)), s.idx[:n*k])
+	var in ort.Value
+	var err error
+	if s.dense {
+		in, err = ort.NewTensor(ort.NewShape(int64(n), int64(s.m.h0)), s.h0[:n*s.m.h0])
+	} else {
+		k := s.m.Inputs()
+		in, err = ort.NewTensor(ort.NewShape(int64(n), int64(k)), s.idx[:n*k])
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("ort input tensor: %w", err)
 	}
-	out, err := ort.NewTensor(ort.NewShape(int64(n), Outputs), s.flt[:n*Outputs])
+	var out ort.Value
+	if s.dense {
+		out, err = ort.NewTensor(ort.NewShape(int64(n), Outputs), s.lgi[:n*Outputs])
+	} else {
+		out, err = ort.NewTensor(ort.NewShape(int64(n), Outputs), s.flt[:n*Outputs])
+	}
 	if err != nil {
 		in.Destroy()
 		return nil, nil, fmt.Errorf("ort output tensor: %w", err)
@@ -364,9 +381,21 @@ func newORTRunner(m *Model, nsess, threads int, cuda bool) (*ortRunner, error) {
 	if cuda {
 		r.backend = "ort-cuda"
 	}
-	graph := m.ONNX() // format 3 assembles it: once for all sessions
+	// CPU: the integer dense graph built from the tensors (densegraph.go); CUDA, or shifts
+	// it cannot express: the stored graph (format 3 assembles it once for all sessions).
+	dense := !cuda && m.intGraphOK() && !testStoredGraph
+	var graph []byte
+	if dense {
+		g, err := m.denseGraph()
+		if err != nil {
+			return nil, fmt.Errorf("%w: integer graph: %v", ErrORTUnavailable, err)
+		}
+		graph = g
+	} else {
+		graph = m.ONNX()
+	}
 	for i := 0; i < nsess; i++ {
-		s, err := newORTSession(m, graph, threads, cuda)
+		s, err := newORTSession(m, graph, threads, cuda, dense)
 		if err != nil {
 			r.destroy()
 			return nil, err
@@ -383,7 +412,7 @@ func newORTRunner(m *Model, nsess, threads int, cuda bool) (*ortRunner, error) {
 	return r, nil
 }
 
-func newORTSession(m *Model, graph []byte, threads int, cuda bool) (*ortSession, error) {
+func newORTSession(m *Model, graph []byte, threads int, cuda, dense bool) (*ortSession, error) {
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("%w: session options: %v", ErrORTUnavailable, err)
@@ -410,18 +439,28 @@ func newORTSession(m *Model, graph []byte, threads int, cuda bool) (*ortSession,
 			return nil, fmt.Errorf("%w: %s", ErrORTUnavailable, cudaReason("CUDA provider", err))
 		}
 	}
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(graph, []string{"ctx"}, []string{"logits"}, opts)
+	input := "ctx"
+	if dense {
+		input = "h0"
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(graph, []string{input}, []string{"logits"}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: create session for %s: %v", ErrORTUnavailable, m.Name(), ortReason(err))
 	}
-	return &ortSession{
-		s: s, m: m,
+	os := &ortSession{
+		s: s, m: m, dense: dense,
 		idx: make([]int64, maxRunRows*m.Inputs()),
 		flt: make([]float32, maxRunRows*Outputs),
 		lgi: make([]int32, maxRunRows*Outputs),
-		io:  map[int]*ort.Tensor[int64]{},
-		fo:  map[int]*ort.Tensor[float32]{},
-	}, nil
+		io:  map[int]ort.Value{},
+		fo:  map[int]ort.Value{},
+	}
+	if dense {
+		os.h0 = make([]uint8, maxRunRows*m.h0)
+		os.acc = make([]int32, m.h0)
+		os.lanes = make([]uint64, 2*(m.h0+7)/8)
+	}
+	return os, nil
 }
 
 // logits runs the graph on n <= maxRunRows rows and returns n*256 integer logits.
@@ -435,12 +474,27 @@ func (s *ortSession) logits(ctx []uint16, n int) ([]int32, error) {
 	for r := 0; r < n; r++ {
 		s.m.bagRows(ctx[r*k:(r+1)*k], idx[r*w:(r+1)*w])
 	}
+	if s.dense {
+		h0 := s.m.h0
+		for r := 0; r < n; r++ {
+			s.m.bagActivate(idx[r*w:(r+1)*w], s.h0[r*h0:(r+1)*h0], s.acc, s.lanes)
+		}
+	}
 	in, out, err := s.tensors(n)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.s.Run([]ort.Value{in}, []ort.Value{out}); err != nil {
 		return nil, fmt.Errorf("ort run: %w", err)
+	}
+	if s.dense {
+		// The integer graph returns int32 logits (into lgi).
+		for i, v := range lgi {
+			if v < -s.m.clip || v > s.m.clip {
+				return nil, fmt.Errorf("ort run: logit %d at %d outside [-%d, %d]", v, i, s.m.clip, s.m.clip)
+			}
+		}
+		return lgi, nil
 	}
 	clip := float32(s.m.clip)
 	for i, f := range flt {

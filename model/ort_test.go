@@ -168,16 +168,34 @@ func TestORTPredictErrors(t *testing.T) {
 	}
 }
 
-// TestORTSelfTestRefuses: a model whose Go semantics differ from its ONNX graph (here a
-// changed bias) must be refused by the self-test, and Open must fall back to Go.
-func TestORTSelfTestRefuses(t *testing.T) {
+// TestORTStoredGraph: the stored graph (what CUDA runs; CPUs run the integer graph) matches
+// the Go evaluator on every fixture, and is refused by the self-test when it disagrees.
+func TestORTStoredGraph(t *testing.T) {
+	testStoredGraph = true
+	defer func() { testStoredGraph = false }()
+	t.Run("matches", func(t *testing.T) { eachFixture(t, testORTMatchesGo) })
+	t.Run("refused", func(t *testing.T) { testORTSelfTestRefuses(t, true) })
+}
+
+// TestORTSelfTestRefuses: a graph that disagrees with the Go evaluator (here a changed bias)
+// must be refused by the self-test, and Open must fall back to Go.
+func TestORTSelfTestRefuses(t *testing.T) { testORTSelfTestRefuses(t, false) }
+
+func testORTSelfTestRefuses(t *testing.T, stored bool) {
 	m := loadTiny(t)
 	requireORT(t, m, Options{}) // skip/fail as the other ORT tests do
 	bad := *m
-	bad.layers = append([]layer(nil), m.layers...)
-	last := &bad.layers[len(bad.layers)-1]
-	last.b = append([]int32(nil), last.b...)
-	last.b[17] += 1 << 12
+	if !stored {
+		// The integer graph differs from the Go model.
+		testDenseBias = 1 << 12
+		defer func() { testDenseBias = 0 }()
+	} else {
+		// The Go model differs from the stored graph.
+		bad.layers = append([]layer(nil), m.layers...)
+		last := &bad.layers[len(bad.layers)-1]
+		last.b = append([]int32(nil), last.b...)
+		last.b[17] += 1 << 12
+	}
 	_, err := NewORTRunner(&bad, Options{Device: "cpu"})
 	if !errors.Is(err, ErrORTUnavailable) || !strings.Contains(err.Error(), "self-test") {
 		t.Fatalf("error %v, want a self-test failure", err)
