@@ -90,7 +90,10 @@ def main():
         name += f"-ngram{'.'.join(map(str, ngram))}x{args.ngram_bits}"
     train = {"fixture": True, "seed": args.seed, "note": "random integer weights for tests; predicts noise"}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    data = export.export_model(arrays, name, args.out, train, fmt=args.format)
+    try:
+        data = export.export_model(arrays, name, args.out, train, fmt=args.format)
+    except export.ExportError as e:
+        p.exit(1, f"make_fixture: {e}\n")
     print(f"make_fixture: wrote {args.out} ({len(data)} bytes), shifts {list(arrays['shifts'])}")
     golden = args.golden
     if golden is None and args.out == p.get_default("out"):
