@@ -261,12 +261,14 @@ func ortVersion() string {
 }
 
 type ortRunner struct {
-	m        *Model
-	backend  string
-	sessions []*ortSession
-	pool     chan *ortSession
-	mu       sync.RWMutex // Predict holds it shared, Close exclusively
-	closed   bool
+	m         *Model
+	backend   string
+	dense     bool   // sessions run the integer dense graph (densegraph.go), not the stored one
+	graphNote string // why a CPU runner runs the stored graph, if the integer one was refused
+	sessions  []*ortSession
+	pool      chan *ortSession
+	mu        sync.RWMutex // Predict holds it shared, Close exclusively
+	closed    bool
 }
 
 // ErrClosed is returned by Predict after Close.
@@ -342,6 +344,10 @@ func NewORTRunner(m *Model, o Options) (Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.graphNote != "" {
+		// Still exact, only slower: a warning, so that it is seen in the store's log.
+		o.logger().Warn("model runner: "+r.graphNote, "model", m.Name())
+	}
 	return r, nil
 }
 
@@ -376,14 +382,30 @@ func newORT(m *Model, o Options) (r *ortRunner, cudaErr, err error) {
 	return r, nil, err
 }
 
+// newORTRunner: on CPUs the integer dense graph built from the tensors (densegraph.go); on
+// CUDA, for shifts it cannot express, or when it fails the self-test (an ONNX Runtime whose
+// integer kernels differ: never seen, but the stored graph is still exact there), the stored
+// graph.
 func newORTRunner(m *Model, nsess, threads int, cuda bool) (*ortRunner, error) {
-	r := &ortRunner{m: m, backend: "ort-cpu", pool: make(chan *ortSession, nsess)}
+	if !cuda && m.intGraphOK() && !testStoredGraph {
+		r, err := newORTRunnerGraph(m, nsess, threads, false, true)
+		if err == nil {
+			return r, nil
+		}
+		if r2, err2 := newORTRunnerGraph(m, nsess, threads, false, false); err2 == nil {
+			r2.graphNote = fmt.Sprintf("integer graph refused (%v): running the stored graph", err)
+			return r2, nil
+		}
+		return nil, err
+	}
+	return newORTRunnerGraph(m, nsess, threads, cuda, false)
+}
+
+func newORTRunnerGraph(m *Model, nsess, threads int, cuda, dense bool) (*ortRunner, error) {
+	r := &ortRunner{m: m, backend: "ort-cpu", pool: make(chan *ortSession, nsess), dense: dense}
 	if cuda {
 		r.backend = "ort-cuda"
 	}
-	// CPU: the integer dense graph built from the tensors (densegraph.go); CUDA, or shifts
-	// it cannot express: the stored graph (format 3 assembles it once for all sessions).
-	dense := !cuda && m.intGraphOK() && !testStoredGraph
 	var graph []byte
 	if dense {
 		g, err := m.denseGraph()
@@ -654,4 +676,12 @@ func (r *ortRunner) selfTest() error {
 		}
 	}
 	return nil
+}
+
+// graphName says which graph the sessions run: "integer" (built by lmfs) or "stored".
+func (r *ortRunner) graphName() string {
+	if r.dense {
+		return "integer"
+	}
+	return "stored"
 }

@@ -179,17 +179,33 @@ func TestORTStoredGraph(t *testing.T) {
 
 // TestORTSelfTestRefuses: a graph that disagrees with the Go evaluator (here a changed bias)
 // must be refused by the self-test, and Open must fall back to Go.
-func TestORTSelfTestRefuses(t *testing.T) { testORTSelfTestRefuses(t, false) }
+// An integer graph that fails the self-test is replaced by the stored graph (still exact),
+// and the log says so; a stored graph that fails it refuses ORT (TestORTStoredGraph).
+func TestORTSelfTestRefuses(t *testing.T) {
+	m := loadTiny(t)
+	requireORT(t, m, Options{}) // skip/fail as the other ORT tests do
+	testDenseBias = 1 << 12
+	defer func() { testDenseBias = 0 }()
+	var log strings.Builder
+	r, err := Open(m, Options{Device: "cpu", Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Backend() != "ort-cpu" || !strings.Contains(log.String(), "graph=stored") ||
+		!strings.Contains(log.String(), "integer graph refused") {
+		t.Errorf("backend %q, log %q", r.Backend(), log.String())
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	ctx := randomContexts(rng, m.Order(), 300)
+	sameFreqs(t, "stored graph after the integer one was refused", predictAll(t, r, ctx), predictAll(t, NewGoRunner(m), ctx))
+}
 
 func testORTSelfTestRefuses(t *testing.T, stored bool) {
 	m := loadTiny(t)
 	requireORT(t, m, Options{}) // skip/fail as the other ORT tests do
 	bad := *m
-	if !stored {
-		// The integer graph differs from the Go model.
-		testDenseBias = 1 << 12
-		defer func() { testDenseBias = 0 }()
-	} else {
+	if stored {
 		// The Go model differs from the stored graph.
 		bad.layers = append([]layer(nil), m.layers...)
 		last := &bad.layers[len(bad.layers)-1]
@@ -219,7 +235,7 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if r.Backend() != "ort-cpu" {
+	if r.Backend() != "ort-cpu" || !strings.Contains(log.String(), "graph=integer") {
 		t.Errorf("backend %q, log %s", r.Backend(), log.String())
 	}
 	if n := strings.Count(log.String(), "backend=ort-cpu"); n != 1 {

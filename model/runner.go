@@ -80,7 +80,10 @@ func Open(m *Model, o Options) (Runner, error) {
 	r, cudaErr, err := newORT(m, o)
 	if err == nil {
 		attrs := []any{"model", m.Name(), "backend", r.Backend(), "lib", ortLibPath(), "ort_version", ortVersion(),
-			"sessions", len(r.sessions)}
+			"sessions", len(r.sessions), "graph", r.graphName()}
+		if r.graphNote != "" {
+			attrs = append(attrs, "graph_note", r.graphNote)
+		}
 		if cudaErr != nil {
 			attrs = append(attrs, "cuda_err", cudaErr)
 		}
