@@ -4,8 +4,8 @@ package model
 // much work as both dense layers: 20 gathered rows of 512 int8 values for the default model.
 // As ONNX Runtime ops (Gather, Cast, ReduceSum) it took about 5 of the 8 µs a row cost.
 //
-// Here it is summed eight values per 64-bit word (SWAR). The bag is kept as words of eight
-// bytes v+128 (1..255; bagWords, built by Parse instead of an int8 copy); masking the even
+// Here it is summed eight values per 64-bit word (SWAR). The bag is kept only as words of
+// eight bytes v+128 (1..255; bagWords, built by Parse); masking the even
 // and the odd bytes of a word spreads them into two words of four 16-bit lanes, which are
 // added to running sums. A sum of at most maxLaneRows rows stays below 2^16 in every lane
 // (257*255 < 65536), so no lane carries into the next, and the exact sum is lane - 128*rows.
@@ -16,42 +16,61 @@ const maxLaneRows = 257
 
 const evenBytes = 0x00FF00FF00FF00FF
 
-// bagWords packs the int8 bag (rows of h0 values, h0 a multiple of 8) as words of biased bytes.
-func bagWords(bag []int8) []uint64 {
-	out := make([]uint64, (len(bag)+7)/8)
-	for i, v := range bag {
-		out[i/8] |= uint64(uint8(v)^0x80) << (8 * (i % 8))
+// bagWords packs the bag's bytes (int8, rows of h0) as words of biased bytes, each row padded
+// to whole words (padding bytes 0: summed, never read back).
+func bagWords(raw []byte, h0 int) []uint64 {
+	w := (h0 + 7) / 8
+	rows := len(raw) / h0
+	out := make([]uint64, rows*w)
+	for r := range rows {
+		row := raw[r*h0 : (r+1)*h0]
+		dst := out[r*w : (r+1)*w]
+		for j, v := range row {
+			dst[j/8] |= uint64(v^0x80) << (8 * (j % 8))
+		}
 	}
 	return out
 }
 
 // bagSum writes a0 = bag_bias + the sum of the bag rows idx into acc (H0 entries); lanes is
-// scratch of at least 2*H0/8 words.
+// scratch of at least 2*ceil(H0/8) words. More than maxLaneRows rows are summed in chunks.
 func (m *Model) bagSum(idx []int64, acc []int32, lanes []uint64) {
 	h0 := m.h0
-	acc, bias := acc[:h0], m.bagBias[:h0]
-	if len(idx) > maxLaneRows || m.bagW == nil {
-		copy(acc, bias)
-		for _, r := range idx {
-			off := int(r) * h0
-			addRow(acc, m.bag[off:off+h0])
-		}
-		return
+	acc = acc[:h0]
+	copy(acc, m.bagBias)
+	for len(idx) > 0 {
+		n := min(len(idx), maxLaneRows)
+		even, odd := m.sumLanes(idx[:n], lanes)
+		addLanes(acc, even, odd, int32(128*n))
+		idx = idx[n:]
 	}
-	even, odd := m.sumLanes(idx, lanes)
-	off := int32(128 * len(idx))
+}
+
+// addLanes adds the lane sums (minus the bias off) to acc.
+func addLanes(acc []int32, even, odd []uint64, off int32) {
+	h0 := len(acc)
 	for p := range even {
 		e, o := even[p], odd[p]
-		a := acc[8*p : 8*p+8 : 8*p+8]
-		b := bias[8*p : 8*p+8 : 8*p+8]
-		a[0] = b[0] + int32(e&0xFFFF) - off
-		a[1] = b[1] + int32(o&0xFFFF) - off
-		a[2] = b[2] + int32(e>>16&0xFFFF) - off
-		a[3] = b[3] + int32(o>>16&0xFFFF) - off
-		a[4] = b[4] + int32(e>>32&0xFFFF) - off
-		a[5] = b[5] + int32(o>>32&0xFFFF) - off
-		a[6] = b[6] + int32(e>>48) - off
-		a[7] = b[7] + int32(o>>48) - off
+		j := 8 * p
+		if j+8 > h0 {
+			for i := 0; j+i < h0; i++ {
+				lane := e
+				if i%2 == 1 {
+					lane = o
+				}
+				acc[j+i] += int32(lane>>(16*(i/2))&0xFFFF) - off
+			}
+			continue
+		}
+		a := acc[j : j+8 : j+8]
+		a[0] += int32(e&0xFFFF) - off
+		a[1] += int32(o&0xFFFF) - off
+		a[2] += int32(e>>16&0xFFFF) - off
+		a[3] += int32(o>>16&0xFFFF) - off
+		a[4] += int32(e>>32&0xFFFF) - off
+		a[5] += int32(o>>32&0xFFFF) - off
+		a[6] += int32(e>>48) - off
+		a[7] += int32(o>>48) - off
 	}
 }
 
@@ -60,7 +79,7 @@ func (m *Model) bagSum(idx []int64, acc []int32, lanes []uint64) {
 func (m *Model) bagActivate(idx []int64, h []uint8, acc []int32, lanes []uint64) {
 	h0 := m.h0
 	h = h[:h0]
-	if len(idx) > maxLaneRows || m.bagW == nil {
+	if len(idx) > maxLaneRows || h0%8 != 0 {
 		m.bagSum(idx, acc, lanes)
 		activateU8(h, acc, m.shift0)
 		return
@@ -88,7 +107,7 @@ func (m *Model) bagActivate(idx []int64, h []uint8, acc []int32, lanes []uint64)
 // sumLanes adds the packed rows idx (at most maxLaneRows) into two sets of 16-bit lanes: even
 // holds bytes 0, 2, 4, 6 of every word, odd bytes 1, 3, 5, 7.
 func (m *Model) sumLanes(idx []int64, lanes []uint64) (even, odd []uint64) {
-	w := m.h0 / 8
+	w := (m.h0 + 7) / 8
 	even, odd = lanes[:w], lanes[w:2*w]
 	clear(even)
 	clear(odd)

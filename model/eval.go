@@ -126,27 +126,6 @@ func (m *Model) freqs(lg []int32, out []uint32) {
 	}
 }
 
-func addRow(acc []int32, row []int8) {
-	row = row[:len(acc)]
-	j := 0
-	for ; j+8 <= len(acc); j += 8 {
-		a := acc[j : j+8 : j+8]
-		r := row[j : j+8 : j+8]
-		a[0] += int32(r[0])
-		a[1] += int32(r[1])
-		a[2] += int32(r[2])
-		a[3] += int32(r[3])
-		a[4] += int32(r[4])
-		a[5] += int32(r[5])
-		a[6] += int32(r[6])
-		a[7] += int32(r[7])
-	}
-	for ; j < len(acc); j++ {
-		acc[j] += int32(row[j])
-	}
-}
-
-// activateU8 is activate into bytes (the integer graph's input).
 func activateU8(h []uint8, acc []int32, shift uint) {
 	h = h[:len(acc)]
 	for j, a := range acc {

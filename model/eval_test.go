@@ -3,6 +3,8 @@ package model
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -163,14 +165,16 @@ func randomContexts(rng *rand.Rand, order, n int) []uint16 {
 }
 
 // TestEvalMatchesNaive checks the optimized evaluator against naiveLogits on random
-// models of several shapes (odd widths exercise the unrolled loops' tails).
+// models of several shapes (odd widths exercise the unrolled loops' tails, order 300 a bag
+// sum of more rows than the packed lanes hold at once), and ONNX Runtime (the integer graph)
+// against both where the library loads.
 func TestEvalMatchesNaive(t *testing.T) {
 	shapes := []struct {
 		order  int
 		widths []int
 		ngram  []int
 	}{{1, []int{1}, nil}, {3, []int{7, 5}, nil}, {8, []int{64, 64}, nil}, {5, []int{33, 17, 9}, nil}, {16, []int{40}, nil},
-		{16, []int{40, 24}, []int{2, 3, 4, 6}}, {3, []int{9}, []int{1, 3}}}
+		{16, []int{40, 24}, []int{2, 3, 4, 6}}, {3, []int{9}, []int{1, 3}}, {300, []int{12, 8}, nil}}
 	for si, sh := range shapes {
 		s := randomSpec(uint64(100+si), sh.order, sh.widths)
 		if sh.ngram != nil {
@@ -205,6 +209,12 @@ func TestEvalMatchesNaive(t *testing.T) {
 		}
 		if nonzero == 0 {
 			t.Errorf("shape %v: all logits zero, the test proves little", sh)
+		}
+		if r, err := NewORTRunner(m, Options{Device: "cpu", Logger: slog.New(slog.DiscardHandler)}); err == nil {
+			sameFreqs(t, fmt.Sprintf("shape %v, ORT", sh), predictAll(t, r, ctx), predictAll(t, NewGoRunner(m), ctx))
+			r.Close()
+		} else if os.Getenv("CI") == "true" {
+			t.Fatalf("shape %v: ONNX Runtime: %v", sh, err)
 		}
 	}
 }

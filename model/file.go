@@ -53,8 +53,7 @@ type Model struct {
 	order    int
 	ngOrders []int    // format 2: the n-gram orders hashed into the bag (FORMAT.md), nil in format 1
 	ngBits   uint     // log2 rows of each n-gram table
-	bag      []int8   // [order*257 + len(ngOrders)<<ngBits][h0]
-	bagW     []uint64 // the bag as words of eight biased bytes (bagsum.go); nil if H0 % 8 != 0
+	bagW     []uint64 // the bag, [order*257 + len(ngOrders)<<ngBits][ceil(h0/8)] words of biased bytes (bagsum.go)
 	bagBias  []int32  // [h0]
 	h0       int
 	shift0   uint
@@ -240,12 +239,11 @@ func (m *Model) decode(blob []byte) error {
 		return invalid("bag width %d exceeds %d", bagRef.Shape[1], MaxWidth)
 	}
 	m.h0 = int(bagRef.Shape[1])
-	if m.bag, err = int8s(blob, bagRef, "bag"); err != nil {
-		return err
+	bagRaw := blob[bagRef.Offset : bagRef.Offset+bagRef.Length]
+	if i := bytes.IndexByte(bagRaw, 0x80); i >= 0 {
+		return invalid("tensor bag holds -128 at %d (weights are -127..127)", i)
 	}
-	if m.h0%8 == 0 {
-		m.bagW = bagWords(m.bag)
-	}
+	m.bagW = bagWords(bagRaw, m.h0)
 	biasRef, err := tensorAt(h, blob, "bag_bias", "int32", 1)
 	if err != nil {
 		return err
