@@ -81,7 +81,7 @@ func (m *Model) bagActivate(idx []int64, h []uint8, acc []int32, lanes []uint64)
 	h = h[:h0]
 	if len(idx) > maxLaneRows || h0%8 != 0 {
 		m.bagSum(idx, acc, lanes)
-		activateU8(h, acc, m.shift0)
+		activate(h, acc, m.shift0)
 		return
 	}
 	even, odd := m.sumLanes(idx, lanes)

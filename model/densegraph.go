@@ -46,15 +46,7 @@ func (m *Model) intGraphOK() bool {
 	return true
 }
 
-// ONNX field numbers and enums used here (onnx.proto).
-const (
-	onnxUint8 = 2
-	onnxInt8  = 3
-	onnxInt32 = 6
-	onnxFloat = 1
-
-	attrInt = 2 // AttributeProto.INT
-)
+const attrInt = 2 // AttributeProto.INT (onnx.proto)
 
 type graphBuilder struct {
 	nodes, inits []byte
@@ -80,14 +72,7 @@ func (g *graphBuilder) node(op string, out string, attrs map[string]int64, ins .
 }
 
 func (g *graphBuilder) tensor(name string, dtype uint64, dims []int64, raw []byte) string {
-	var t []byte
-	for _, d := range dims {
-		t = appendVarintField(t, fieldTensorDims, uint64(d))
-	}
-	t = appendVarintField(t, fieldTensorDataType, dtype)
-	t = appendBytesField(t, fieldTensorName, []byte(name))
-	t = appendBytesField(t, fieldTensorRawData, raw)
-	g.inits = appendBytesField(g.inits, fieldGraphInitializer, t)
+	g.inits = appendInitializer(g.inits, name, dtype, dims, raw)
 	return name
 }
 

@@ -27,7 +27,7 @@ func (m *Model) newScratch() *scratch {
 		h:     make([]int32, m.maxWidth),
 		nz:    make([]int32, m.maxWidth),
 		logi:  make([]int32, Outputs),
-		lanes: make([]uint64, (m.maxWidth+1)/2), // madd: ceil(width/2); bagSum: 2*H0/8
+		lanes: make([]uint64, (m.maxWidth+1)/2), // madd: ceil(width/2); bagSum: 2*ceil(H0/8)
 	}
 }
 
@@ -126,17 +126,12 @@ func (m *Model) freqs(lg []int32, out []uint32) {
 	}
 }
 
-func activateU8(h []uint8, acc []int32, shift uint) {
+// activate writes h = clamp(acc >> shift, 0, 127): int32 for the Go evaluator's next layer,
+// bytes for the integer graph's input.
+func activate[T int32 | uint8](h []T, acc []int32, shift uint) {
 	h = h[:len(acc)]
 	for j, a := range acc {
-		h[j] = uint8(min(max(a>>shift, 0), 127))
-	}
-}
-
-func activate(h, acc []int32, shift uint) {
-	h = h[:len(acc)]
-	for j, a := range acc {
-		h[j] = min(max(a>>shift, 0), 127)
+		h[j] = T(min(max(a>>shift, 0), 127))
 	}
 }
 

@@ -240,8 +240,8 @@ func (m *Model) decode(blob []byte) error {
 	}
 	m.h0 = int(bagRef.Shape[1])
 	bagRaw := blob[bagRef.Offset : bagRef.Offset+bagRef.Length]
-	if i := bytes.IndexByte(bagRaw, 0x80); i >= 0 {
-		return invalid("tensor bag holds -128 at %d (weights are -127..127)", i)
+	if err := checkInt8s(bagRaw, "bag"); err != nil {
+		return err
 	}
 	m.bagW = bagWords(bagRaw, m.h0)
 	biasRef, err := tensorAt(h, blob, "bag_bias", "int32", 1)
@@ -395,14 +395,22 @@ func tensorAt(h *header, blob []byte, name, dtype string, rank int) (tensorRef, 
 
 func int8s(blob []byte, t tensorRef, name string) ([]int8, error) {
 	raw := blob[t.Offset : t.Offset+t.Length]
+	if err := checkInt8s(raw, name); err != nil {
+		return nil, err
+	}
 	out := make([]int8, len(raw))
 	for i, b := range raw {
-		if b == 0x80 {
-			return nil, invalid("tensor %s holds -128 at %d (weights are -127..127)", name, i)
-		}
 		out[i] = int8(b)
 	}
 	return out, nil
+}
+
+// checkInt8s refuses -128 (0x80) in a tensor's int8 bytes: weights are -127..127.
+func checkInt8s(raw []byte, name string) error {
+	if i := bytes.IndexByte(raw, 0x80); i >= 0 {
+		return invalid("tensor %s holds -128 at %d (weights are -127..127)", name, i)
+	}
+	return nil
 }
 
 func int32s(blob []byte, t tensorRef) []int32 {

@@ -15,8 +15,16 @@ import "encoding/binary"
 // checks that the stored graph plus this suffix parses to the graph it built (export.py), and
 // lmfs checks ONNX Runtime's results against the Go evaluator before using it (ort.go).
 
+// ONNX TensorProto.DataType values.
+const (
+	onnxUint8  = 2
+	onnxInt8   = 3
+	onnxInt32  = 6
+	onnxUint32 = 12
+)
+
 // onnxDType maps file dtypes to ONNX TensorProto.DataType values.
-var onnxDType = map[string]uint64{"int8": 3, "int32": 6, "uint32": 12}
+var onnxDType = map[string]uint64{"int8": onnxInt8, "int32": onnxInt32, "uint32": onnxUint32}
 
 type sharedTensor struct {
 	name  string
@@ -40,18 +48,24 @@ const (
 func appendShared(graph []byte, shared []sharedTensor) []byte {
 	var g []byte
 	for _, t := range shared {
-		var tp []byte
-		for _, d := range t.shape {
-			tp = appendVarintField(tp, fieldTensorDims, uint64(d))
-		}
-		tp = appendVarintField(tp, fieldTensorDataType, t.dtype)
-		tp = appendBytesField(tp, fieldTensorName, []byte(t.name))
-		tp = appendBytesField(tp, fieldTensorRawData, t.data)
-		g = appendBytesField(g, fieldGraphInitializer, tp)
+		g = appendInitializer(g, t.name, t.dtype, t.shape, t.data)
 	}
 	out := make([]byte, 0, len(graph)+len(g)+16)
 	out = append(out, graph...)
 	return appendBytesField(out, fieldModelGraph, g)
+}
+
+// appendInitializer appends a GraphProto.initializer field: a TensorProto with its dims,
+// data type, name and raw data (little endian).
+func appendInitializer(g []byte, name string, dtype uint64, dims []int64, raw []byte) []byte {
+	var tp []byte
+	for _, d := range dims {
+		tp = appendVarintField(tp, fieldTensorDims, uint64(d))
+	}
+	tp = appendVarintField(tp, fieldTensorDataType, dtype)
+	tp = appendBytesField(tp, fieldTensorName, []byte(name))
+	tp = appendBytesField(tp, fieldTensorRawData, raw)
+	return appendBytesField(g, fieldGraphInitializer, tp)
 }
 
 func appendVarintField(b []byte, field int, v uint64) []byte {

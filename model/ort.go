@@ -278,7 +278,7 @@ type ortSession struct {
 	s   *ort.DynamicAdvancedSession
 	m   *Model
 	idx []int64   // [maxRunRows*Inputs] bag rows: the stored graph's input, or bagSum's
-	flt []float32 // [maxRunRows*256] graph output
+	flt []float32 // [maxRunRows*256] the stored graph's output (nil when dense)
 	lgi []int32   // [maxRunRows*256] integer logits
 	// dense: the session runs the integer dense graph (densegraph.go) on h0, which Go
 	// computes (bagSum, then the first activation); otherwise the stored graph on idx.
@@ -472,12 +472,13 @@ func newORTSession(m *Model, graph []byte, threads int, cuda, dense bool) (*ortS
 	os := &ortSession{
 		s: s, m: m, dense: dense,
 		idx: make([]int64, maxRunRows*m.Inputs()),
-		flt: make([]float32, maxRunRows*Outputs),
 		lgi: make([]int32, maxRunRows*Outputs),
 		io:  map[int]ort.Value{},
 		fo:  map[int]ort.Value{},
 	}
-	if dense {
+	if !dense {
+		os.flt = make([]float32, maxRunRows*Outputs)
+	} else {
 		os.h0 = make([]uint8, maxRunRows*m.h0)
 		os.acc = make([]int32, m.h0)
 		os.lanes = make([]uint64, 2*(m.h0+7)/8)
@@ -492,7 +493,7 @@ func (s *ortSession) logits(ctx []uint16, n int) ([]int32, error) {
 		return nil, fmt.Errorf("ort run: %d rows outside 1..%d", n, maxRunRows)
 	}
 	w := s.m.Inputs()
-	idx, flt, lgi := s.idx[:n*w], s.flt[:n*Outputs], s.lgi[:n*Outputs]
+	idx, lgi := s.idx[:n*w], s.lgi[:n*Outputs]
 	for r := 0; r < n; r++ {
 		s.m.bagRows(ctx[r*k:(r+1)*k], idx[r*w:(r+1)*w])
 	}
@@ -519,7 +520,7 @@ func (s *ortSession) logits(ctx []uint16, n int) ([]int32, error) {
 		return lgi, nil
 	}
 	clip := float32(s.m.clip)
-	for i, f := range flt {
+	for i, f := range s.flt[:n*Outputs] {
 		// The graph must return integers in [-L, L]; anything else is a broken graph,
 		// reported instead of indexing explut out of range.
 		if !(f >= -clip && f <= clip) || f != float32(math.Floor(float64(f))) {
