@@ -174,13 +174,12 @@ func TestORTStoredGraph(t *testing.T) {
 	testStoredGraph = true
 	defer func() { testStoredGraph = false }()
 	t.Run("matches", func(t *testing.T) { eachFixture(t, testORTMatchesGo) })
-	t.Run("refused", func(t *testing.T) { testORTSelfTestRefuses(t, true) })
+	t.Run("refused", testStoredGraphRefused)
 }
 
-// TestORTSelfTestRefuses: a graph that disagrees with the Go evaluator (here a changed bias)
-// must be refused by the self-test, and Open must fall back to Go.
-// An integer graph that fails the self-test is replaced by the stored graph (still exact),
-// and the log says so; a stored graph that fails it refuses ORT (TestORTStoredGraph).
+// TestORTSelfTestRefuses: an integer graph that disagrees with the Go evaluator (here a changed
+// bias) is refused by the self-test and replaced by the stored graph (still exact), and the
+// log says so; a stored graph that disagrees refuses ORT (TestORTStoredGraph).
 func TestORTSelfTestRefuses(t *testing.T) {
 	m := loadTiny(t)
 	requireORT(t, m, Options{}) // skip/fail as the other ORT tests do
@@ -201,17 +200,16 @@ func TestORTSelfTestRefuses(t *testing.T) {
 	sameFreqs(t, "stored graph after the integer one was refused", predictAll(t, r, ctx), predictAll(t, NewGoRunner(m), ctx))
 }
 
-func testORTSelfTestRefuses(t *testing.T, stored bool) {
+// testStoredGraphRefused: a model whose Go semantics differ from its stored graph (a changed
+// bias) is refused by the self-test, and Open falls back to Go.
+func testStoredGraphRefused(t *testing.T) {
 	m := loadTiny(t)
 	requireORT(t, m, Options{}) // skip/fail as the other ORT tests do
 	bad := *m
-	if stored {
-		// The Go model differs from the stored graph.
-		bad.layers = append([]layer(nil), m.layers...)
-		last := &bad.layers[len(bad.layers)-1]
-		last.b = append([]int32(nil), last.b...)
-		last.b[17] += 1 << 12
-	}
+	bad.layers = append([]layer(nil), m.layers...)
+	last := &bad.layers[len(bad.layers)-1]
+	last.b = append([]int32(nil), last.b...)
+	last.b[17] += 1 << 12
 	_, err := NewORTRunner(&bad, Options{Device: "cpu"})
 	if !errors.Is(err, ErrORTUnavailable) || !strings.Contains(err.Error(), "self-test") {
 		t.Fatalf("error %v, want a self-test failure", err)
